@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The run command: starts the whole stack on this host and waits until it is
+# healthy, installing or building whatever is missing.
+#
+#   scripts/up.sh              # build what is missing, start, wait, print URLs
+#   scripts/up.sh --rebuild    # rebuild binaries and images first
+#
+# Environment (all optional): SENSOR_SOURCE (open-meteo | simulated; default:
+# open-meteo if api.open-meteo.com answers, else simulated, said loudly),
+# PANEL_PORT (5000), PROXY_PORT (33060), PANEL_BIND / PROXY_BIND (0.0.0.0),
+# BACKUP_INTERVAL_SECS (600), COMPOSE_PROJECT_NAME (telemetria),
+# FRONTEND_CPUS (2, lowered to the host's cores).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+LOG_TAG=up
+. scripts/lib.sh
+started=$(date +%s)
+
+rebuild=0
+case "${1:-}" in
+--rebuild) rebuild=1 ;;
+"") ;;
+-h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+*) die "unknown option $1 (see --help)" ;;
+esac
+
+ensure_docker
+
+images=(telemetria/sensor-simulator:latest telemetria/backup-worker:latest telemetria/frontend:latest
+    telemetria/mariadb:10.11 telemetria/nginx:latest)
+missing=0
+for image in "${images[@]}"; do
+    docker image inspect "$image" >/dev/null 2>&1 || missing=1
+done
+if [ "$rebuild" = 1 ] || [ "$missing" = 1 ] || [ ! -f compose/.env.offline ]; then
+    ensure_command debootstrap debootstrap
+    build_binaries
+    scripts/build-images.sh
+fi
+
+# Strong random passwords, generated once, kept out of git.
+export TELEMETRIA_SECRETS_DIR=./secrets
+if [ ! -f compose/secrets/db_root_password.txt ]; then
+    log "generating database passwords in compose/secrets/"
+    mkdir -p compose/secrets
+    chmod 700 compose/secrets
+    for name in db_root_password sensor_db_password backup_db_password panel_db_password; do
+        head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"compose/secrets/$name.txt"
+        chmod 644 "compose/secrets/$name.txt"
+    done
+fi
+
+# The backup worker runs as UID 10001; the bind-mounted directory must be
+# writable by it.
+mkdir -p volumes/backups
+if [ "$(id -u)" = 0 ]; then
+    chown 10001:10001 volumes/backups
+else
+    export BACKUP_USER="$(id -u):$(id -g)"
+fi
+
+if [ -z "${SENSOR_SOURCE:-}" ]; then
+    if command -v curl >/dev/null && curl -fsS -m 5 -o /dev/null \
+        'https://api.open-meteo.com/v1/forecast?latitude=4.71&longitude=-74.07&current=temperature_2m'; then
+        export SENSOR_SOURCE=open-meteo
+    else
+        export SENSOR_SOURCE=simulated
+        log "WARNING: api.open-meteo.com is not reachable from here: the sensor starts with"
+        log "         SENSOR_SOURCE=simulated. Its rows are stored and shown as 'simulated'."
+        log "         Set SENSOR_SOURCE=open-meteo to insist on the real API."
+    fi
+fi
+
+cores=$(nproc)
+export FRONTEND_CPUS=${FRONTEND_CPUS:-$((cores < 2 ? cores : 2))}
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-telemetria}
+compose=(docker-compose --env-file compose/.env.offline -p "$COMPOSE_PROJECT_NAME" -f compose/docker-compose.yml)
+
+log "starting project $COMPOSE_PROJECT_NAME (sensor source: $SENSOR_SOURCE)"
+"${compose[@]}" up -d --no-build
+
+log "waiting until every service is healthy"
+deadline=$(($(date +%s) + 300))
+while :; do
+    waiting=()
+    for id in $("${compose[@]}" ps -q); do
+        state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
+        case "$state" in
+        *" running healthy" | *db-migrate*" exited "*) ;;
+        *) waiting+=("$state") ;;
+        esac
+    done
+    [ "${#waiting[@]}" = 0 ] && break
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+        "${compose[@]}" ps >&2
+        die "not healthy after 5 minutes: ${waiting[*]}"
+    fi
+    sleep 1
+done
+# db-migrate must have succeeded, not merely exited.
+migrate=$("${compose[@]}" ps -q db-migrate)
+[ -z "$migrate" ] || [ "$(docker inspect -f '{{.State.ExitCode}}' "$migrate")" = 0 ] ||
+    die "db-migrate failed: ${compose[*]} logs db-migrate"
+
+log "healthy in $(($(date +%s) - started)) s"
+cat <<MSG
+
+  Panel:     http://localhost:${PANEL_PORT:-5000}/
+  Database:  mariadb -h127.0.0.1 -P${PROXY_PORT:-33060} -upanel -p"\$(cat compose/secrets/panel_db_password.txt)" telemetria
+  Backups:   volumes/backups/
+  Logs:      ${compose[*]} logs -f
+  Stop:      ${compose[*]} down        (add -v to delete the data)
+
+MSG

@@ -1,0 +1,296 @@
+//! Taking a snapshot: one consistent read of `mediciones`, streamed row by
+//! row into a JSON file, so memory stays flat whatever the table size.
+//!
+//! The file is written under a temporary name and fsynced; its manifest is
+//! written, fsynced and renamed into place, and only then is the file
+//! renamed. A reader never sees a half-written snapshot, and every snapshot
+//! it sees has its manifest: a `kill -9` between the two renames leaves a
+//! manifest without its file, which the next start removes
+//! ([`crate::retention::remove_leftovers`]).
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use flate2::write::GzEncoder;
+use mysql_async::prelude::Queryable;
+use mysql_async::Pool;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use telemetry_core::database::{with_timeout, DatabaseError};
+use telemetry_core::reading::COLUMNS;
+use telemetry_core::Reading;
+
+use crate::settings::Compression;
+
+/// File names are `mediciones-<UTC timestamp>.<extension>`; they sort by time.
+pub const PREFIX: &str = "mediciones-";
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+const TIMESTAMP: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// The sidecar written next to each snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub file: String,
+    pub rows: u64,
+    pub min_id: Option<u64>,
+    pub max_id: Option<u64>,
+    /// SHA-256 of the file as stored (after compression).
+    pub sha256: String,
+    pub bytes: u64,
+    pub compression: Compression,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error("a row of mediciones could not be read: {0}")]
+    Row(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub fn manifest_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(MANIFEST_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Dumps `mediciones` into a new snapshot in `directory`.
+pub async fn take(
+    pool: &Pool,
+    directory: &Path,
+    compression: Compression,
+    limit: Duration,
+) -> Result<Manifest, SnapshotError> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let name = format!(
+        "{PREFIX}{}.{}",
+        started_at.format(TIMESTAMP),
+        compression.extension()
+    );
+    let path = directory.join(&name);
+    let write_error = |source| SnapshotError::Write {
+        path: path.clone(),
+        source,
+    };
+
+    // Connect before creating any file: with the database down, no file.
+    let mut conn = with_timeout(limit, pool.get_conn()).await?;
+    // One transaction snapshot: rows inserted while we dump neither appear
+    // half nor shift the result.
+    with_timeout(
+        limit,
+        conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+    )
+    .await?;
+    with_timeout(
+        limit,
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"),
+    )
+    .await?;
+
+    let temporary = TemporaryFile::create(directory, &name).map_err(write_error)?;
+    let file = temporary.file().map_err(write_error)?;
+    let mut out = BufWriter::with_capacity(
+        256 * 1024,
+        Encoder::new(compression, file).map_err(write_error)?,
+    );
+    let (mut rows, mut min_id, mut max_id) = (0u64, None, None);
+    out.write_all(b"[\n").map_err(write_error)?;
+    {
+        let mut result = with_timeout(
+            limit,
+            conn.exec_iter(format!("SELECT {COLUMNS} FROM mediciones ORDER BY id"), ()),
+        )
+        .await?;
+        while let Some(row) = with_timeout(limit, result.next()).await? {
+            let reading: Reading = mysql_async::from_row_opt(row)
+                .map_err(|error| SnapshotError::Row(format!("{:?}", error.0)))?;
+            if rows > 0 {
+                out.write_all(b",\n").map_err(write_error)?;
+            }
+            serde_json::to_writer(&mut out, &reading).map_err(|error| write_error(error.into()))?;
+            min_id.get_or_insert(reading.id);
+            max_id = Some(reading.id);
+            rows += 1;
+        }
+    }
+    with_timeout(limit, conn.query_drop("COMMIT")).await?;
+    drop(conn);
+    out.write_all(b"\n]\n").map_err(write_error)?;
+
+    let hashing = out
+        .into_inner()
+        .map_err(|error| write_error(error.into_error()))?
+        .finish()
+        .map_err(write_error)?;
+    let (file, sha256, bytes) = hashing.finish();
+    file.sync_all().map_err(write_error)?;
+
+    let manifest = Manifest {
+        file: name,
+        rows,
+        min_id,
+        max_id,
+        sha256,
+        bytes,
+        compression,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+    };
+    let manifest_file = manifest_path(&path);
+    let manifest_error = |source| SnapshotError::Write {
+        path: manifest_file.clone(),
+        source,
+    };
+    let manifest_name = manifest_file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let manifest_temporary =
+        TemporaryFile::create(directory, &manifest_name).map_err(manifest_error)?;
+    let mut file = manifest_temporary.file().map_err(manifest_error)?;
+    serde_json::to_writer_pretty(&mut file, &manifest)
+        .map_err(|error| manifest_error(error.into()))?;
+    file.write_all(b"\n")
+        .and_then(|()| file.sync_all())
+        .map_err(manifest_error)?;
+    manifest_temporary
+        .persist(&manifest_file)
+        .map_err(manifest_error)?;
+    if let Err(source) = temporary.persist(&path) {
+        let _ = fs::remove_file(&manifest_file);
+        return Err(write_error(source));
+    }
+    sync_directory(directory).map_err(write_error)?;
+    Ok(manifest)
+}
+
+/// A file under a hidden temporary name, removed on drop unless persisted:
+/// an error, a full disk or a shutdown mid-dump leaves nothing behind.
+struct TemporaryFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+pub const TEMPORARY_PREFIX: &str = ".tmp-";
+
+impl TemporaryFile {
+    fn create(directory: &Path, name: &str) -> io::Result<Self> {
+        let path = directory.join(format!("{TEMPORARY_PREFIX}{name}"));
+        File::create(&path)?;
+        Ok(Self {
+            path,
+            persisted: false,
+        })
+    }
+
+    fn file(&self) -> io::Result<File> {
+        fs::OpenOptions::new().write(true).open(&self.path)
+    }
+
+    fn persist(mut self, target: &Path) -> io::Result<()> {
+        fs::rename(&self.path, target)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TemporaryFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sync_directory(directory: &Path) -> io::Result<()> {
+    File::open(directory)?.sync_all()
+}
+
+/// Counts and hashes the bytes that reach the file.
+struct Hashing {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Hashing {
+    fn finish(self) -> (File, String, u64) {
+        (self.file, hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+enum Encoder {
+    Plain(Hashing),
+    Gzip(GzEncoder<Hashing>),
+    Zstd(zstd::Encoder<'static, Hashing>),
+}
+
+impl Encoder {
+    fn new(compression: Compression, file: File) -> io::Result<Self> {
+        let hashing = Hashing {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        Ok(match compression {
+            Compression::None => Self::Plain(hashing),
+            Compression::Gzip => {
+                Self::Gzip(GzEncoder::new(hashing, flate2::Compression::default()))
+            }
+            Compression::Zstd => Self::Zstd(zstd::Encoder::new(hashing, 3)?),
+        })
+    }
+
+    fn finish(self) -> io::Result<Hashing> {
+        match self {
+            Self::Plain(hashing) => Ok(hashing),
+            Self::Gzip(encoder) => encoder.finish(),
+            Self::Zstd(encoder) => encoder.finish(),
+        }
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(writer) => writer.write(buf),
+            Self::Gzip(writer) => writer.write(buf),
+            Self::Zstd(writer) => writer.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(writer) => writer.flush(),
+            Self::Gzip(writer) => writer.flush(),
+            Self::Zstd(writer) => writer.flush(),
+        }
+    }
+}

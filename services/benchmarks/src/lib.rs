@@ -1,0 +1,12 @@
+//! Benchmarks of the telemetria services, each measuring our code and its
+//! references in the same run and printing the ratios (docs/performance.md).
+//! They are programs, not tests: `benchmarks/run.sh` starts a throwaway
+//! MariaDB, builds, runs them and stops everything.
+
+pub mod backup_bench;
+pub mod data;
+pub mod db;
+pub mod panel_bench;
+pub mod process;
+pub mod report;
+pub mod spool_bench;

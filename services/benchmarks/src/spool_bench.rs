@@ -1,0 +1,537 @@
+//! Issue 3: replaying the sensor's spool into the database, next to
+//! `LOAD DATA LOCAL INFILE` of the same rows and to one autocommitted
+//! `INSERT` per row (the seed's way).
+//!
+//! "Ours" is the real code path: `sensor_simulator::spool::Spool` reopened
+//! from disk, `batches(1000)`, `telemetry_core::reading::insert_batch` per
+//! batch, exactly as `Sensor::flush_spool` does. The variants after it are
+//! prototypes that isolate one factor each, to explain the gap.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Pool, Value};
+use sensor_simulator::spool::Spool;
+use telemetry_core::reading::insert_batch;
+use telemetry_core::NewReading;
+
+use crate::data::{write_tsv, Readings, TSV_COLUMNS};
+use crate::db::{self, Server, LIMIT};
+use crate::report::{rate, secs, thousands, verdict, Cpu, Table};
+
+const DATABASE: &str = "bench_spool";
+/// `sensor.rs`'s REPLAY_BATCH (private there).
+const REPLAY_BATCH: usize = 1000;
+
+pub struct Options {
+    pub rows: u64,
+    pub single_rows: u64,
+    pub rounds: u32,
+}
+
+/// One measured method.
+struct Run {
+    name: String,
+    rows: u64,
+    wall: Duration,
+    cpu: Cpu,
+}
+
+pub async fn run(server: &Server, options: &Options) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let pool = server.fresh_database(DATABASE).await?;
+    let server_pid = server_pid(&pool).await;
+    let readings: Vec<NewReading> = Readings::ending_now(options.rows).collect();
+
+    // The fixture: the spool as the sensor leaves it after a long outage.
+    // Appended in large chunks only to save setup time (each append is
+    // fsynced); the file is byte for byte what per-tick appends produce.
+    let spool_dir = scratch.path().join("spool");
+    let mut spool = Spool::open(&spool_dir, u64::MAX)?;
+    for chunk in readings.chunks(7_000) {
+        spool.append(chunk)?;
+    }
+    let spool_bytes = spool.bytes();
+    drop(spool);
+    let tsv = scratch.path().join("readings.tsv");
+    write_tsv(&tsv, readings.iter().cloned())?;
+    println!(
+        "spool: {} readings, {} bytes of JSON lines; server pid {server_pid:?}\n",
+        readings.len(),
+        spool_bytes
+    );
+
+    let mut runs = Vec::new();
+
+    // What part of the replay is only reading and parsing the spool.
+    let parse = measure(
+        "spool read + JSON parse only (no database)",
+        server_pid,
+        || async {
+            let spool = Spool::open(&spool_dir, u64::MAX)?;
+            let mut rows = 0;
+            for batch in spool.batches(REPLAY_BATCH)? {
+                rows += batch?.len() as u64;
+            }
+            Ok(rows)
+        },
+    )
+    .await?;
+
+    // Each method runs `rounds` times on an emptied table; the median counts
+    // (the machine is shared, single runs are noisy).
+    let rounds = options.rounds;
+    let n = options.rows;
+    runs.push(
+        median(
+            &pool,
+            rounds,
+            n,
+            "ours: Spool::batches(1000) + insert_batch",
+            server_pid,
+            || replay_with_insert_batch(&pool, &spool_dir, REPLAY_BATCH),
+        )
+        .await?,
+    );
+    let infile = server.infile_pool(DATABASE, &[&tsv]);
+    runs.push(
+        median(
+            &pool,
+            rounds,
+            n,
+            "LOAD DATA LOCAL INFILE (same rows, TSV)",
+            server_pid,
+            || db::load_tsv(&infile, &tsv),
+        )
+        .await?,
+    );
+    infile.disconnect().await?;
+    let single = &readings[..options.single_rows.min(options.rows) as usize];
+    let single_n = single.len() as u64;
+    runs.push(
+        median(
+            &pool,
+            rounds,
+            single_n,
+            "single-row INSERT, autocommit per row (seed's way)",
+            server_pid,
+            || insert_one_by_one(&pool, single),
+        )
+        .await?,
+    );
+
+    // The test server runs with innodb_flush_log_at_trx_commit=2 (see
+    // scripts/test-mariadb.sh); production MariaDB/MySQL default to 1, an
+    // fsync per commit, which is what makes per-row commits expensive.
+    let previous: Option<u8> = pool
+        .get_conn()
+        .await?
+        .query_first("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit")
+        .await?;
+    pool.get_conn()
+        .await?
+        .query_drop("SET GLOBAL innodb_flush_log_at_trx_commit = 1")
+        .await?;
+    let durable = async {
+        let ours = median(
+            &pool,
+            rounds,
+            n,
+            "ours, with flush_log_at_trx_commit=1",
+            server_pid,
+            || replay_with_insert_batch(&pool, &spool_dir, REPLAY_BATCH),
+        )
+        .await?;
+        let single = median(
+            &pool,
+            rounds,
+            single_n,
+            "single-row INSERT, with flush_log_at_trx_commit=1",
+            server_pid,
+            || insert_one_by_one(&pool, single),
+        )
+        .await?;
+        anyhow::Ok((ours, single))
+    }
+    .await;
+    pool.get_conn()
+        .await?
+        .query_drop(format!(
+            "SET GLOBAL innodb_flush_log_at_trx_commit = {}",
+            previous.unwrap_or(2)
+        ))
+        .await?;
+    let (durable_ours, durable_single) = durable?;
+    runs.push(durable_ours);
+    runs.push(durable_single);
+
+    // Prototypes: one change each against "ours", one round each.
+    let mut prototypes = Vec::new();
+    prototypes.push(
+        median(
+            &pool,
+            1,
+            n,
+            "insert_batch with 5,000-row batches",
+            server_pid,
+            || replay_with_insert_batch(&pool, &spool_dir, 5_000),
+        )
+        .await?,
+    );
+    prototypes.push(
+        median(
+            &pool,
+            1,
+            n,
+            "1,000-row prepared batches in one transaction",
+            server_pid,
+            || replay_prepared_in_transaction(&pool, &spool_dir, REPLAY_BATCH),
+        )
+        .await?,
+    );
+    prototypes.push(
+        median(
+            &pool,
+            1,
+            n,
+            "1,000-row text-protocol INSERT (values inlined)",
+            server_pid,
+            || replay_text_protocol(&pool, &spool_dir, REPLAY_BATCH),
+        )
+        .await?,
+    );
+    prototypes.push(
+        median(
+            &pool,
+            1,
+            n,
+            "parse the next batch while the current one is inserted",
+            server_pid,
+            || replay_pipelined(&pool, &spool_dir, REPLAY_BATCH),
+        )
+        .await?,
+    );
+    prototypes.push(
+        median(
+            &pool,
+            1,
+            n,
+            "both: 5,000-row batches, next one parsed during the insert",
+            server_pid,
+            || replay_pipelined(&pool, &spool_dir, 5_000),
+        )
+        .await?,
+    );
+    prototypes.push(
+        median(
+            &pool,
+            1,
+            n,
+            "2 batches in flight on 2 connections (loses id order)",
+            server_pid,
+            || replay_two_connections(&pool, &spool_dir, REPLAY_BATCH),
+        )
+        .await?,
+    );
+    pool.disconnect().await?;
+
+    let ours = &runs[0];
+    let load = &runs[1];
+    let single = &runs[2];
+    let ours_rate = rate(ours.rows, ours.wall);
+    let mut table = Table::new(&[
+        "method",
+        "rows",
+        "seconds",
+        "rows/s",
+        "ours ÷ it",
+        "client CPU s",
+        "server CPU s",
+    ]);
+    for run in runs.iter().chain(std::iter::once(&parse)) {
+        table.row(vec![
+            run.name.clone(),
+            thousands(run.rows as f64),
+            secs(run.wall),
+            thousands(rate(run.rows, run.wall)),
+            format!("{:.2}×", ours_rate / rate(run.rows, run.wall)),
+            format!("{:.2}", run.cpu.client),
+            format!("{:.2}", run.cpu.server),
+        ]);
+    }
+    println!(
+        "### Spool replay: ours and the references (median of {} rounds)\n",
+        options.rounds
+    );
+    table.print();
+
+    let mut table = Table::new(&[
+        "prototype (not in the services)",
+        "rows",
+        "seconds",
+        "rows/s",
+        "÷ ours",
+        "client CPU s",
+        "server CPU s",
+    ]);
+    for run in &prototypes {
+        table.row(vec![
+            run.name.clone(),
+            thousands(run.rows as f64),
+            secs(run.wall),
+            thousands(rate(run.rows, run.wall)),
+            format!("{:.2}×", rate(run.rows, run.wall) / ours_rate),
+            format!("{:.2}", run.cpu.client),
+            format!("{:.2}", run.cpu.server),
+        ]);
+    }
+    println!("### Spool replay: prototypes\n");
+    table.print();
+
+    let half_load = ours_rate >= rate(load.rows, load.wall) / 2.0;
+    let vs_single = ours_rate / rate(single.rows, single.wall);
+    let vs_single_durable = rate(runs[3].rows, runs[3].wall) / rate(runs[4].rows, runs[4].wall);
+    let mut goals = Table::new(&["goal", "figure", "verdict"]);
+    goals
+        .row(vec![
+            "≥ 50,000 rows/s".into(),
+            thousands(ours_rate),
+            verdict(ours_rate >= 50_000.0).into(),
+        ])
+        .row(vec![
+            "≥ ½ LOAD DATA rate".into(),
+            format!("{:.2} of it", ours_rate / rate(load.rows, load.wall)),
+            verdict(half_load).into(),
+        ])
+        .row(vec![
+            "≥ 20× single-row (test server, flush_log_at_trx_commit=2)".into(),
+            format!("{vs_single:.1}×"),
+            verdict(vs_single >= 20.0).into(),
+        ])
+        .row(vec![
+            "≥ 20× single-row (production default, flush_log_at_trx_commit=1)".into(),
+            format!("{vs_single_durable:.1}×"),
+            verdict(vs_single_durable >= 20.0).into(),
+        ]);
+    println!("### Spool replay: goals\n");
+    goals.print();
+    Ok(())
+}
+
+/// Runs `work` `rounds` times, each on an emptied table, checks the rows
+/// stored, and returns the median run by wall time.
+async fn median<F, Fut>(
+    pool: &Pool,
+    rounds: u32,
+    expected: u64,
+    name: &str,
+    server_pid: Option<u32>,
+    mut work: F,
+) -> Result<Run>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let mut runs = Vec::new();
+    for _ in 0..rounds.max(1) {
+        db::truncate(pool).await?;
+        runs.push(measure(name, server_pid, &mut work).await?);
+        check_count(pool, expected).await?;
+    }
+    runs.sort_by_key(|run| run.wall);
+    Ok(runs.swap_remove(runs.len() / 2))
+}
+
+async fn measure<F, Fut>(name: &str, server_pid: Option<u32>, work: F) -> Result<Run>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    eprintln!("spool: {name} ...");
+    let cpu = Cpu::now(server_pid);
+    let started = Instant::now();
+    let rows = work().await.with_context(|| name.to_owned())?;
+    let wall = started.elapsed();
+    let run = Run {
+        name: name.to_owned(),
+        rows,
+        wall,
+        cpu: Cpu::now(server_pid).since(cpu),
+    };
+    eprintln!(
+        "spool: {name}: {} rows in {:.2} s",
+        run.rows,
+        wall.as_secs_f64()
+    );
+    Ok(run)
+}
+
+/// Exactly `Sensor::flush_spool`'s loop, minus logging and metrics.
+async fn replay_with_insert_batch(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    let spool = Spool::open(spool_dir, u64::MAX)?;
+    let mut rows = 0;
+    for batch in spool.batches(batch_size)? {
+        let batch = batch?;
+        insert_batch(pool, &batch, LIMIT).await?;
+        rows += batch.len() as u64;
+    }
+    Ok(rows)
+}
+
+/// The same statements as `insert_batch`, on one connection inside one
+/// transaction: shows what the per-statement commit costs.
+async fn replay_prepared_in_transaction(
+    pool: &Pool,
+    spool_dir: &Path,
+    batch_size: usize,
+) -> Result<u64> {
+    let spool = Spool::open(spool_dir, u64::MAX)?;
+    let mut conn = pool.get_conn().await?;
+    conn.query_drop("START TRANSACTION").await?;
+    let mut rows = 0;
+    for batch in spool.batches(batch_size)? {
+        let batch = batch?;
+        let params: Vec<Value> = batch.iter().flat_map(params).collect();
+        conn.exec_drop(prepared_insert(batch.len()), params).await?;
+        rows += batch.len() as u64;
+    }
+    conn.query_drop("COMMIT").await?;
+    Ok(rows)
+}
+
+/// `flush_spool` with the next batch read and parsed on a blocking thread
+/// while the current one is in flight: same statements, same order.
+async fn replay_pipelined(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    let spool = Spool::open(spool_dir, u64::MAX)?;
+    let read_next = |mut batches: sensor_simulator::spool::Batches| {
+        tokio::task::spawn_blocking(move || {
+            let batch = batches.next();
+            (batches, batch)
+        })
+    };
+    let mut next = read_next(spool.batches(batch_size)?);
+    let mut rows = 0;
+    loop {
+        let (batches, batch) = next.await?;
+        let Some(batch) = batch else { break };
+        let batch = batch?;
+        next = read_next(batches);
+        insert_batch(pool, &batch, LIMIT).await?;
+        rows += batch.len() as u64;
+    }
+    Ok(rows)
+}
+
+/// Two batches in flight at once: tells whether the server can use a second
+/// core for inserts. Ids no longer follow spool order, which the sensor
+/// promises, so this is an upper bound, not a proposal.
+async fn replay_two_connections(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    let spool = Spool::open(spool_dir, u64::MAX)?;
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut rows = 0;
+    for batch in spool.batches(batch_size)? {
+        if in_flight.len() == 2 {
+            rows += in_flight.join_next().await.expect("two tasks")??;
+        }
+        let batch = batch?;
+        let pool = pool.clone();
+        in_flight.spawn(async move {
+            insert_batch(&pool, &batch, LIMIT).await?;
+            anyhow::Ok(batch.len() as u64)
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        rows += done??;
+    }
+    Ok(rows)
+}
+
+/// One text-protocol statement per batch with the values written into it:
+/// no prepare, no 9,000-parameter binary packet.
+async fn replay_text_protocol(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    let spool = Spool::open(spool_dir, u64::MAX)?;
+    let mut conn = pool.get_conn().await?;
+    let mut rows = 0;
+    for batch in spool.batches(batch_size)? {
+        let batch = batch?;
+        conn.query_drop(text_insert(&batch)).await?;
+        rows += batch.len() as u64;
+    }
+    Ok(rows)
+}
+
+/// One `INSERT` per row, each its own transaction: the seed's sensor loop.
+async fn insert_one_by_one(pool: &Pool, readings: &[NewReading]) -> Result<u64> {
+    let mut conn = pool.get_conn().await?;
+    let statement = prepared_insert(1);
+    for reading in readings {
+        conn.exec_drop(&statement, params(reading)).await?;
+    }
+    Ok(readings.len() as u64)
+}
+
+/// The statement `insert_batch` builds for `rows` rows.
+fn prepared_insert(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; 9].join(", "));
+    format!(
+        "INSERT IGNORE INTO mediciones ({TSV_COLUMNS}) VALUES {}",
+        vec![row.as_str(); rows].join(", ")
+    )
+}
+
+/// `NewReading::params` (private in telemetry-core), same order and types.
+fn params(r: &NewReading) -> Vec<Value> {
+    vec![
+        r.ciudad.as_str().into(),
+        r.temperatura.into(),
+        r.humedad.into(),
+        r.fecha_registro.into(),
+        r.source.as_str().into(),
+        r.observed_at.into(),
+        r.apparent_temperature.into(),
+        r.weather_code.into(),
+        r.wind_speed.into(),
+    ]
+}
+
+fn text_insert(batch: &[NewReading]) -> String {
+    let mut sql = String::with_capacity(64 + batch.len() * 128);
+    sql.push_str("INSERT IGNORE INTO mediciones (");
+    sql.push_str(TSV_COLUMNS);
+    sql.push_str(") VALUES ");
+    for (i, r) in batch.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        // Value::as_sql quotes and escapes each value as the driver's own
+        // client-side interpolation does.
+        let values: Vec<String> = params(r).iter().map(|value| value.as_sql(false)).collect();
+        sql.push('(');
+        sql.push_str(&values.join(","));
+        sql.push(')');
+    }
+    sql
+}
+
+async fn check_count(pool: &Pool, expected: u64) -> Result<()> {
+    let stored = db::count(pool).await?;
+    ensure!(
+        stored == expected,
+        "expected {expected} rows stored, found {stored}"
+    );
+    Ok(())
+}
+
+/// The server's pid, from its pid file, to read its CPU time.
+pub async fn server_pid(pool: &Pool) -> Option<u32> {
+    let file: Option<String> = pool
+        .get_conn()
+        .await
+        .ok()?
+        .query_first("SELECT @@pid_file")
+        .await
+        .ok()?;
+    std::fs::read_to_string(file?).ok()?.trim().parse().ok()
+}

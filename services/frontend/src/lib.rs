@@ -1,0 +1,256 @@
+//! frontend: the web panel over `mediciones` (latest reading per city, 24 h
+//! charts, the latest readings, live weather) and its JSON/CSV API. It keeps
+//! answering while the database is down, with the last data it read.
+
+pub mod api;
+pub mod assets;
+pub mod chart;
+pub mod live_weather;
+pub mod metrics;
+pub mod panel;
+pub mod params;
+pub mod render;
+pub mod routes;
+pub mod settings;
+pub mod store;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{self, DefaultHeaders, Next};
+use actix_web::{web, App, FromRequest, Handler, HttpServer, Resource, Responder};
+use mysql_async::Pool;
+use telemetry_core::weather::WeatherClient;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::live_weather::LiveWeather;
+use crate::metrics::Metrics;
+use crate::panel::{panel_source, PanelSource};
+use crate::settings::{PanelSettings, Settings};
+use crate::store::Database;
+
+/// Sent on every response. Nothing inline is allowed: scripts and styles
+/// come from /static, the charts are inline SVG without style attributes.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Route patterns, as the request counter labels them.
+const ROUTES: &[&str] = &[
+    "/",
+    "/fragment/panel",
+    "/api/readings",
+    "/api/readings.csv",
+    "/api/cities",
+    "/api/weather",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/static/{name}",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Boxed: the `config` crate's error is large, and this is returned by value.
+    #[error(transparent)]
+    Settings(Box<telemetry_core::SettingsError>),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Weather(#[from] telemetry_core::weather::WeatherError),
+    #[error("Application::build must be called inside a Tokio runtime")]
+    NoRuntime,
+}
+
+impl From<telemetry_core::SettingsError> for StartupError {
+    fn from(error: telemetry_core::SettingsError) -> Self {
+        Self::Settings(Box::new(error))
+    }
+}
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub settings: PanelSettings,
+    pub city_names: Arc<[String]>,
+    pub database: Database,
+    pub panel: PanelSource,
+    pub weather: LiveWeather,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: Pool,
+    /// The background reader of the page's data; it stops when this is
+    /// sent or dropped.
+    stop_reader: oneshot::Sender<()>,
+    reader: JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds the listener and prepares the (lazy) database pool: nothing is
+    /// connected yet, so the panel starts, and says so, with the database down.
+    /// Call it inside the Tokio runtime that is to own database connections.
+    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        tokio::runtime::Handle::try_current().map_err(|_| StartupError::NoRuntime)?;
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen { address, source })?
+            .port();
+        let metrics = Arc::new(Metrics::default());
+        let pool = settings.database.pool()?;
+        let database = Database::new(pool.clone(), settings.database.timeout(), metrics.clone());
+        let client = WeatherClient::new(&settings.weather.base_url, settings.weather.timeout())?;
+        let panel_settings = settings.panel.clone();
+        let city_names: Arc<[String]> = panel_settings
+            .cities
+            .iter()
+            .map(|city| city.name.clone())
+            .collect();
+        let (reader, panel) = panel_source(database.clone(), &panel_settings, metrics.clone());
+        // Started now, so the first read is under way before the first request.
+        let (stop_reader, reader_stopped) = oneshot::channel::<()>();
+        let reader = tokio::spawn(reader.run(async {
+            let _ = reader_stopped.await;
+        }));
+        let state = web::Data::new(AppState {
+            weather: LiveWeather::new(
+                client,
+                settings.weather.cache_ttl(),
+                &panel_settings.cities,
+                metrics.clone(),
+            ),
+            panel,
+            settings: panel_settings,
+            city_names,
+            database,
+            metrics,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(middleware::from_fn(count_requests))
+                .wrap(middleware::Compress::default())
+                .wrap(security_headers())
+                .service(get("/", routes::page))
+                .service(get("/fragment/panel", routes::fragment))
+                .service(get("/api/readings", api::readings))
+                .service(get("/api/readings.csv", api::readings_csv))
+                .service(get("/api/cities", api::cities))
+                .service(get("/api/weather", api::weather))
+                .service(get("/healthz", routes::healthz))
+                .service(get("/readyz", routes::readyz))
+                .service(get("/metrics", routes::metrics))
+                .service(get("/static/{name}", assets::serve))
+                .default_service(web::to(routes::not_found))
+        })
+        // Signals are ours (shutdown_signal in main), not actix's.
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)
+        .map_err(|source| StartupError::Listen {
+            address: format!("port {port}"),
+            source,
+        })?
+        .run();
+        tracing::info!(
+            message = "panel started",
+            port,
+            cities = settings.panel.cities.len(),
+            node = %settings.panel.node_name,
+            database = %format!("{}:{}/{}", settings.database.host, settings.database.port, settings.database.name),
+        );
+        Ok(Self {
+            port,
+            server,
+            pool,
+            stop_reader,
+            reader,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// (up to 10 s), stops the panel reader and closes the database
+    /// connections.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let result = tokio::select! {
+            finished = &mut server => finished,
+            () = shutdown => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        let _ = self.stop_reader.send(());
+        if let Err(error) = self.reader.await {
+            if error.is_panic() {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+        self.pool.disconnect().await.ok();
+        tracing::info!(message = "panel stopped");
+        result.map_err(std::io::Error::other)?
+    }
+}
+
+/// A GET route that answers HEAD too (monitors and `curl -I` use it; actix
+/// leaves the body out). Other methods get a 405.
+fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
+}
+
+/// Counts each request by route pattern and status once it is answered.
+async fn count_requests(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(request).await?;
+    if let Some(state) = state {
+        // The pattern is known only after routing, hence read from the response.
+        let pattern = response.request().match_pattern();
+        let route = ROUTES
+            .iter()
+            .copied()
+            .find(|route| Some(*route) == pattern.as_deref())
+            .unwrap_or("unmatched");
+        state.metrics.request(route, response.status().as_u16());
+    }
+    Ok(response)
+}

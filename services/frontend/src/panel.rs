@@ -1,0 +1,212 @@
+//! The page's data, read in the background. One task (`PanelReader`) reads
+//! the database every `panel.data_refresh_secs`, draws the charts and the
+//! table once, and publishes the result as a snapshot; requests render from the latest
+//! snapshot and never wait for the database. When a read fails, the last
+//! good snapshot stays, marked as such.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::NaiveDateTime;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::metrics::Metrics;
+use crate::render::{self, DrawnData};
+use crate::settings::PanelSettings;
+use crate::store::{Database, PanelData, StoreError};
+
+/// What a page render gets.
+#[derive(Debug, Clone)]
+pub struct PanelView {
+    /// The latest good read, fresh or (during an outage) last known; `None`
+    /// when the database has not answered once since start.
+    pub data: Option<Arc<PanelData>>,
+    /// The charts and table of `data`, drawn when it was read.
+    pub drawn: Arc<DrawnData>,
+    /// Set during an outage: the database has been unreachable since then (UTC).
+    pub outage_since: Option<NaiveDateTime>,
+    /// The last read failed for another reason (a query error): the data shown
+    /// is the last good read, but the database itself is up.
+    pub failed: bool,
+}
+
+impl PanelView {
+    /// True when `data` is not what the database holds now, as far as we know.
+    pub fn is_last_known(&self) -> bool {
+        self.outage_since.is_some() || self.failed
+    }
+}
+
+/// What the reader publishes after each attempt.
+#[derive(Debug)]
+struct Snapshot {
+    data: Option<Arc<PanelData>>,
+    drawn: Arc<DrawnData>,
+    failed: bool,
+}
+
+/// The request side: cheap to ask, any number of times at once.
+pub struct PanelSource {
+    database: Database,
+    /// `None` until the reader's first attempt has finished.
+    snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// How long a request made before the first attempt finished waits for
+    /// it: the time bound of that read, plus a little.
+    first_read_patience: Duration,
+}
+
+impl PanelSource {
+    pub async fn current(&self) -> PanelView {
+        // Clone the Arc and let the channel's lock go at once.
+        let published = self.snapshot.borrow().clone();
+        let snapshot = match published {
+            Some(snapshot) => Some(snapshot),
+            None => self.first_snapshot().await,
+        };
+        // Outages are the database's state now, not at the last read: any
+        // query (a readiness probe, the API) that notices one shows it here.
+        let outage_since = self.database.outage_since();
+        match snapshot {
+            Some(snapshot) => PanelView {
+                data: snapshot.data.clone(),
+                drawn: snapshot.drawn.clone(),
+                outage_since,
+                failed: snapshot.failed,
+            },
+            None => PanelView {
+                data: None,
+                drawn: Arc::default(),
+                outage_since,
+                failed: false,
+            },
+        }
+    }
+
+    /// The latest good data, as the API serves it: an error while the
+    /// database is unreachable or the last read failed, as a query would give.
+    pub async fn latest(&self) -> Result<Arc<PanelData>, StoreError> {
+        let view = self.current().await;
+        if let Some(since) = view.outage_since {
+            return Err(StoreError::Unreachable(since));
+        }
+        if view.failed {
+            return Err(StoreError::ReadFailed);
+        }
+        view.data.ok_or(StoreError::NotReadYet)
+    }
+
+    /// Only at start: waits for the reader's first attempt, so the first
+    /// page shows data (or the outage) rather than nothing.
+    async fn first_snapshot(&self) -> Option<Arc<Snapshot>> {
+        let mut receiver = self.snapshot.clone();
+        let first =
+            tokio::time::timeout(self.first_read_patience, receiver.wait_for(Option::is_some))
+                .await;
+        match first {
+            Ok(Ok(snapshot)) => snapshot.clone(),
+            // Timed out, or the reader stopped (shutting down).
+            _ => None,
+        }
+    }
+}
+
+/// The one background task that reads the page's data.
+pub struct PanelReader {
+    database: Database,
+    cities: Arc<[String]>,
+    settings: PanelSettings,
+    publish: watch::Sender<Option<Arc<Snapshot>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A reader and the source its snapshots go to.
+pub fn panel_source(
+    database: Database,
+    settings: &PanelSettings,
+    metrics: Arc<Metrics>,
+) -> (PanelReader, PanelSource) {
+    let (publish, snapshot) = watch::channel(None);
+    let source = PanelSource {
+        first_read_patience: database.timeout() + Duration::from_secs(1),
+        database: database.clone(),
+        snapshot,
+    };
+    let reader = PanelReader {
+        database,
+        cities: settings
+            .cities
+            .iter()
+            .map(|city| city.name.clone())
+            .collect(),
+        settings: settings.clone(),
+        publish,
+        metrics,
+    };
+    (reader, source)
+}
+
+impl PanelReader {
+    /// Reads now, then every `every` (measured from the start of each read)
+    /// until `shutdown` resolves; a read in progress is abandoned then.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut ticks = tokio::time::interval(self.settings.data_refresh());
+        // After a read slower than the period (a dead database costs the
+        // timeout), the next starts a full period later, not at once.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.read_once() => {}
+            }
+        }
+        tracing::debug!(message = "panel reader stopped");
+    }
+
+    async fn read_once(&self) {
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        let result = self.database.panel_data(self.cities.clone()).await;
+        let previous = self.publish.borrow().clone();
+        let snapshot = match result {
+            Ok(data) => {
+                // Drawn once per read, not per request: this is most of the
+                // CPU a page costs.
+                let zone = self.settings.zone();
+                let svgs: Vec<(String, Option<String>)> = data
+                    .charts
+                    .iter()
+                    .map(|(city, points)| {
+                        (
+                            city.clone(),
+                            crate::chart::render(points, data.taken_at, zone),
+                        )
+                    })
+                    .collect();
+                let drawn = render::draw_data(&data, &svgs, &self.settings);
+                self.metrics.panel_read(started_at, started.elapsed());
+                Snapshot {
+                    data: Some(Arc::new(data)),
+                    drawn: Arc::new(drawn),
+                    failed: false,
+                }
+            }
+            // Store has logged and counted the error; keep the last good data.
+            Err(error) => Snapshot {
+                data: previous.as_ref().and_then(|last| last.data.clone()),
+                drawn: previous
+                    .as_ref()
+                    .map(|last| last.drawn.clone())
+                    .unwrap_or_default(),
+                failed: !error.is_unavailable(),
+            },
+        };
+        self.publish.send_replace(Some(Arc::new(snapshot)));
+    }
+}

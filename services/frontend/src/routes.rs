@@ -1,0 +1,106 @@
+//! The page, its refreshable fragment, and the operational endpoints.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::Markup;
+use serde_json::json;
+use telemetry_core::metrics::CONTENT_TYPE;
+use telemetry_core::time::now_utc;
+
+use crate::render::{self, PageContext};
+use crate::AppState;
+
+/// `GET /`: the whole page. `?city=` picks the live weather shown.
+pub async fn page(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    render_panel(&request, &state, render::page).await
+}
+
+/// `GET /fragment/panel`: the refreshable part of the page, for panel.js.
+pub async fn fragment(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    render_panel(&request, &state, render::panel).await
+}
+
+async fn render_panel(
+    request: &HttpRequest,
+    state: &AppState,
+    view: fn(&PageContext) -> Markup,
+) -> HttpResponse {
+    let selected = match selected_city(request.query_string(), state) {
+        Ok(city) => city,
+        Err(message) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                render::error_page("Unknown city", &message),
+            )
+        }
+    };
+    // The page's data is the background reader's last snapshot, its charts
+    // and table already drawn: only the live weather may have to be fetched.
+    let (panel, weather) = tokio::join!(state.panel.current(), state.weather.report(&selected));
+    let ctx = PageContext {
+        settings: &state.settings,
+        now: now_utc(),
+        view: &panel,
+        weather: weather.as_ref(),
+        selected: &selected,
+    };
+    html(StatusCode::OK, view(&ctx))
+}
+
+/// The page ignores parameters it does not know (tracking tags and the like);
+/// a city it does not know is an error, not a silent switch to another.
+fn selected_city(query: &str, state: &AppState) -> Result<String, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let requested = pairs
+        .into_iter()
+        .find(|(name, _)| name == "city")
+        .map(|(_, value)| value);
+    match requested.filter(|city| !city.is_empty()) {
+        None => Ok(state.city_names[0].clone()),
+        Some(city) if state.city_names.contains(&city) => Ok(city),
+        Some(_) => Err(format!("This panel shows {}.", state.city_names.join(", "))),
+    }
+}
+
+fn html(status: StatusCode, markup: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        // Live data: a cached copy would show old readings as current.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(markup.into_string())
+}
+
+/// Liveness: the process serves requests. The database is `/readyz`'s concern.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.database.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "database": "reachable"})),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "database": "unreachable"})),
+    }
+}
+
+/// Prometheus scrape. It pings the database first, so `frontend_database_up`
+/// is current even when nobody is looking at the page.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let _ = state.database.ping().await;
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(state.metrics.render())
+}
+
+/// Anything unrouted: JSON under `/api/`, a page elsewhere.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    if request.path().starts_with("/api/") {
+        HttpResponse::NotFound().json(json!({"error": "not found"}))
+    } else {
+        html(
+            StatusCode::NOT_FOUND,
+            render::error_page("Not found", "There is nothing at this address."),
+        )
+    }
+}

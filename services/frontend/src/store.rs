@@ -1,0 +1,437 @@
+//! Every query the panel runs. Each one is served by an index of
+//! `mediciones` (primary key, `uq_mediciones_city_tick (ciudad,
+//! fecha_registro)` or `ix_mediciones_fecha (fecha_registro)`), so none of
+//! them scans the table, whatever its size. All values are bound parameters.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Pool, Value};
+use telemetry_core::database::{with_timeout, DatabaseError};
+use telemetry_core::reading::COLUMNS;
+use telemetry_core::Reading;
+use tokio::runtime::Handle;
+
+use crate::metrics::Metrics;
+
+/// Rows in the page's "latest readings" table, as in the seed.
+pub const RECENT_ROWS: u32 = 15;
+/// The chart averages readings over buckets this long: 288 points a day is
+/// as many as a 500-pixel-wide chart can show.
+pub const CHART_BUCKET_SECS: u32 = 300;
+/// Hours covered by the chart.
+pub const CHART_HOURS: i64 = 24;
+/// Chart queries of one panel read that run at once. MariaDB runs each on
+/// one core; more than a few would only queue there, and take connections
+/// (the pool holds 10) from the API.
+const CHART_CONNECTIONS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error("no reading with id {0}")]
+    UnknownCursor(u64),
+    #[error("the database task was cancelled (shutting down)")]
+    Cancelled,
+    /// From the panel's snapshot: an outage is under way.
+    #[error("the database has been unreachable since {0}")]
+    Unreachable(NaiveDateTime),
+    /// From the panel's snapshot: its last read failed with a query error.
+    #[error("the last read of the panel data failed")]
+    ReadFailed,
+    /// From the panel's snapshot: the first read has not finished yet.
+    #[error("the panel data has not been read yet")]
+    NotReadYet,
+}
+
+impl StoreError {
+    /// The server could not be reached, as opposed to a query it refused.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(error) => error.is_unavailable(),
+            Self::UnknownCursor(_) | Self::ReadFailed => false,
+            Self::Cancelled | Self::Unreachable(_) | Self::NotReadYet => true,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Database(DatabaseError::Timeout(_)) => "timeout",
+            Self::Database(error) if error.is_unavailable() => "unavailable",
+            Self::Database(_) => "query",
+            Self::UnknownCursor(_) => "unknown_cursor",
+            Self::Cancelled => "cancelled",
+            Self::Unreachable(_) => "unavailable",
+            Self::ReadFailed => "query",
+            Self::NotReadYet => "not_read_yet",
+        }
+    }
+}
+
+/// One point of a city's 24 h chart: the average over one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartPoint {
+    pub at: NaiveDateTime,
+    pub temperature: Option<f64>,
+    pub humidity: Option<f64>,
+}
+
+/// What the page shows from the database, read in one go.
+#[derive(Debug, Clone)]
+pub struct PanelData {
+    /// When this was read (UTC).
+    pub taken_at: NaiveDateTime,
+    /// The latest reading of each configured city, in configuration order.
+    pub latest: Vec<(String, Option<Reading>)>,
+    /// Each configured city's last 24 h, in configuration order.
+    pub charts: Vec<(String, Vec<ChartPoint>)>,
+    /// The most recent rows, newest first (the seed's table).
+    pub recent: Vec<Reading>,
+}
+
+/// Filters of `/api/readings` and its CSV export, already validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadingFilter {
+    pub city: Option<String>,
+    /// Inclusive.
+    pub since: Option<NaiveDateTime>,
+    /// Exclusive.
+    pub until: Option<NaiveDateTime>,
+}
+
+/// Listing order: by tick, ties (several cities per tick) broken by id. Both
+/// indexes on `fecha_registro` end with the primary key, so either order is
+/// read straight off an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+/// A position in a listing: the (tick, id) of the last row already seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub fecha_registro: NaiveDateTime,
+    pub id: u64,
+}
+
+impl From<&Reading> for Cursor {
+    fn from(reading: &Reading) -> Self {
+        Self {
+            fecha_registro: reading.reading.fecha_registro,
+            id: reading.id,
+        }
+    }
+}
+
+/// The pool, the time bound, and whether the database is currently reachable.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    timeout: Duration,
+    /// The runtime the pool's connections live on (see `run`).
+    runtime: Handle,
+    /// Start of the current outage (UTC), `None` while the database answers.
+    outage_since: Arc<Mutex<Option<NaiveDateTime>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Database {
+    /// Must be called inside the runtime that will own the connections.
+    pub fn new(pool: Pool, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            pool,
+            timeout,
+            runtime: Handle::current(),
+            outage_since: Arc::new(Mutex::new(None)),
+            metrics,
+        }
+    }
+
+    /// The bound on each database operation.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Since when the database has been unreachable, if it is.
+    pub fn outage_since(&self) -> Option<NaiveDateTime> {
+        *self.outage_since.lock().expect("outage lock")
+    }
+
+    /// Runs `work` under the configured time bound and records the outcome.
+    ///
+    /// The work runs on the application's main runtime, not on the actix
+    /// worker thread that asked for it: actix gives each worker its own
+    /// single-threaded runtime, and pooled connections (sockets registered
+    /// with one runtime's reactor) must not wander between runtimes.
+    async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Pool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, mysql_async::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let limit = self.timeout;
+        let task = self.runtime.spawn(with_timeout(limit, work(pool)));
+        let result = match task.await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(StoreError::Cancelled),
+        };
+        self.record(&result);
+        result
+    }
+
+    fn record<T>(&self, result: &Result<T, StoreError>) {
+        let mut outage = self.outage_since.lock().expect("outage lock");
+        match result {
+            Ok(_) => {
+                if let Some(since) = outage.take() {
+                    tracing::info!(message = "database reachable again", down_since = %since);
+                }
+                self.metrics.database_result(None);
+            }
+            Err(error) => {
+                self.metrics.database_result(Some(error.kind()));
+                if error.is_unavailable() {
+                    self.metrics.database_down();
+                    if outage.is_none() {
+                        tracing::warn!(message = "database unreachable", %error);
+                        *outage = Some(Utc::now().naive_utc());
+                    }
+                } else {
+                    tracing::error!(message = "database query failed", %error);
+                }
+            }
+        }
+    }
+
+    /// A round trip to the server (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            let mut conn = pool.get_conn().await?;
+            conn.query_drop("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Everything the page needs. The 24 h charts are the costly part (each
+    /// averages some 5,800 rows), so they run `CHART_CONNECTIONS` at a time,
+    /// alongside the cheap lookups on one more connection; the rest of the
+    /// pool stays free for the API.
+    pub async fn panel_data(&self, cities: Arc<[String]>) -> Result<PanelData, StoreError> {
+        self.run(move |pool| async move {
+            let taken_at = telemetry_core::time::now_utc();
+            let chart_since = taken_at - TimeDelta::hours(CHART_HOURS);
+            // Owned names: futures borrowing them would not be `Send` for
+            // every lifetime, as the spawned task needs.
+            let charts = stream::iter(cities.to_vec())
+                .map(|city| {
+                    let pool = pool.clone();
+                    async move {
+                        let mut conn = pool.get_conn().await?;
+                        let points = chart(&mut conn, &city, chart_since, taken_at).await?;
+                        Ok::<_, mysql_async::Error>((city, points))
+                    }
+                })
+                .buffered(CHART_CONNECTIONS)
+                .try_collect::<Vec<_>>();
+            let latest_and_recent = async {
+                let mut conn = pool.get_conn().await?;
+                let mut latest = Vec::with_capacity(cities.len());
+                for city in cities.iter() {
+                    latest.push((city.clone(), latest_of(&mut conn, city).await?));
+                }
+                // The seed's own query, on the primary key.
+                let recent: Vec<Reading> = conn
+                    .exec(
+                        format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?"),
+                        (RECENT_ROWS,),
+                    )
+                    .await?;
+                Ok::<_, mysql_async::Error>((latest, recent))
+            };
+            let (charts, (latest, recent)) = tokio::try_join!(charts, latest_and_recent)?;
+            Ok(PanelData {
+                taken_at,
+                latest,
+                charts,
+                recent,
+            })
+        })
+        .await
+    }
+
+    /// Where the listing continues after the reading `id`.
+    pub async fn cursor_after(&self, id: u64) -> Result<Cursor, StoreError> {
+        let tick: Option<NaiveDateTime> = self
+            .run(move |pool| async move {
+                let mut conn = pool.get_conn().await?;
+                conn.exec_first("SELECT fecha_registro FROM mediciones WHERE id = ?", (id,))
+                    .await
+            })
+            .await?;
+        tick.map(|fecha_registro| Cursor { fecha_registro, id })
+            .ok_or(StoreError::UnknownCursor(id))
+    }
+
+    /// Up to `limit` readings matching `filter`, in `order`, after `cursor`.
+    pub async fn readings(
+        &self,
+        filter: ReadingFilter,
+        order: Order,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Reading>, StoreError> {
+        self.run(move |pool| async move {
+            let (statement, params) = readings_statement(&filter, order, cursor, limit);
+            let mut conn = pool.get_conn().await?;
+            conn.exec(statement, params).await
+        })
+        .await
+    }
+}
+
+/// The latest reading of `city`: one indexed lookup (the unique key read
+/// backwards); "latest of each city" as a GROUP BY would read every row.
+async fn latest_of(conn: &mut Conn, city: &str) -> Result<Option<Reading>, mysql_async::Error> {
+    conn.exec_first(
+        format!("SELECT {COLUMNS} FROM mediciones WHERE ciudad = ? ORDER BY fecha_registro DESC LIMIT 1"),
+        (city,),
+    )
+    .await
+}
+
+/// `city`'s readings from `since` to `until`, averaged per bucket.
+async fn chart(
+    conn: &mut Conn,
+    city: &str,
+    since: NaiveDateTime,
+    until: NaiveDateTime,
+) -> Result<Vec<ChartPoint>, mysql_async::Error> {
+    let rows: Vec<(NaiveDateTime, Option<f64>, Option<f64>)> = conn
+        .exec(
+            "SELECT MIN(fecha_registro), AVG(temperatura), CAST(AVG(humedad) AS DOUBLE) \
+             FROM mediciones WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? \
+             GROUP BY UNIX_TIMESTAMP(fecha_registro) DIV ? ORDER BY 1",
+            (city, since, until, CHART_BUCKET_SECS),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, temperature, humidity)| ChartPoint {
+            at,
+            temperature,
+            humidity,
+        })
+        .collect())
+}
+
+/// Builds the listing query from fixed fragments; every value is a parameter.
+fn readings_statement(
+    filter: &ReadingFilter,
+    order: Order,
+    cursor: Option<Cursor>,
+    limit: u32,
+) -> (String, Vec<Value>) {
+    let mut statement = format!("SELECT {COLUMNS} FROM mediciones WHERE TRUE");
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(city) = &filter.city {
+        statement.push_str(" AND ciudad = ?");
+        params.push(city.as_str().into());
+    }
+    if let Some(since) = filter.since {
+        statement.push_str(" AND fecha_registro >= ?");
+        params.push(since.into());
+    }
+    if let Some(until) = filter.until {
+        statement.push_str(" AND fecha_registro < ?");
+        params.push(until.into());
+    }
+    let (after, direction) = match order {
+        Order::NewestFirst => ("<", "DESC"),
+        Order::OldestFirst => (">", "ASC"),
+    };
+    if filter.city.is_some() {
+        // (ciudad, fecha_registro) is unique, so within one city the tick
+        // alone orders rows, and the unique key serves filter, order and
+        // cursor in one range, stopping after `limit` rows.
+        if let Some(cursor) = cursor {
+            statement.push_str(&format!(" AND fecha_registro {after} ?"));
+            params.push(cursor.fecha_registro.into());
+        }
+        statement.push_str(&format!(" ORDER BY fecha_registro {direction} LIMIT ?"));
+    } else {
+        // Across cities, ties on the tick are broken by id; the index on
+        // fecha_registro ends with the primary key, so it serves this order.
+        // Spelled out rather than as a row comparison `(a, b) < (?, ?)`,
+        // which the optimizer does not always turn into an index range.
+        if let Some(cursor) = cursor {
+            statement.push_str(&format!(
+                " AND (fecha_registro {after} ? OR (fecha_registro = ? AND id {after} ?))"
+            ));
+            params.push(cursor.fecha_registro.into());
+            params.push(cursor.fecha_registro.into());
+            params.push(cursor.id.into());
+        }
+        statement.push_str(&format!(
+            " ORDER BY fecha_registro {direction}, id {direction} LIMIT ?"
+        ));
+    }
+    params.push(limit.into());
+    (statement, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_statement_binds_every_value() {
+        let filter = ReadingFilter {
+            city: Some("x' OR '1'='1".into()),
+            since: Some(NaiveDateTime::default()),
+            until: None,
+        };
+        let cursor = Cursor {
+            fecha_registro: NaiveDateTime::default(),
+            id: 7,
+        };
+        let (statement, params) = readings_statement(&filter, Order::NewestFirst, Some(cursor), 10);
+        assert!(!statement.contains("OR '1'"), "{statement}");
+        assert_eq!(statement.matches('?').count(), params.len());
+        assert!(
+            statement.ends_with("ORDER BY fecha_registro DESC LIMIT ?"),
+            "{statement}"
+        );
+    }
+
+    #[test]
+    fn listing_across_cities_breaks_ties_by_id() {
+        let cursor = Cursor {
+            fecha_registro: NaiveDateTime::default(),
+            id: 7,
+        };
+        let (statement, params) = readings_statement(
+            &ReadingFilter::default(),
+            Order::OldestFirst,
+            Some(cursor),
+            10,
+        );
+        assert!(
+            statement.contains("(fecha_registro > ? OR (fecha_registro = ? AND id > ?))"),
+            "{statement}"
+        );
+        assert!(
+            statement.ends_with("ORDER BY fecha_registro ASC, id ASC LIMIT ?"),
+            "{statement}"
+        );
+        assert_eq!(statement.matches('?').count(), params.len());
+    }
+}

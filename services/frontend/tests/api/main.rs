@@ -1,0 +1,9 @@
+//! Integration tests: each test runs the real application on its own port
+//! against its own freshly migrated database (TEST_DATABASE_URL), with
+//! Open-Meteo faked by wiremock.
+
+mod api;
+mod degradation;
+mod helpers;
+mod operations;
+mod page;

@@ -1,0 +1,204 @@
+use telemetry_core::weather::City;
+use telemetry_core::Source;
+use wiremock::ResponseTemplate;
+
+use crate::helpers::{reading, spawn_app, spawn_app_with, Options};
+
+#[tokio::test]
+async fn page_shows_every_city_card_chart_and_latest_table() {
+    let app = spawn_app().await;
+    let cities: Vec<String> = telemetry_core::weather::default_cities()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    // Two hours of readings every 5 minutes for every city.
+    let mut readings = Vec::new();
+    for (index, city) in cities.iter().enumerate() {
+        for step in 0..24 {
+            let source = if index == 1 {
+                Source::Simulated
+            } else {
+                Source::OpenMeteo
+            };
+            readings.push(reading(
+                city,
+                10 + step * 300,
+                15.0 + index as f64,
+                60 + step as u8,
+                source,
+            ));
+        }
+    }
+    app.insert(&readings).await;
+
+    let (status, html) = app.get_text("/").await;
+
+    assert_eq!(status, 200);
+    for city in &cities {
+        assert!(
+            html.contains(&format!("<h3 class=\"card-title\">{city}</h3>")),
+            "no card for {city}"
+        );
+    }
+    assert_eq!(html.matches("class=\"card city-card").count(), cities.len());
+    assert_eq!(
+        html.matches("<svg").count(),
+        cities.len(),
+        "one chart per city"
+    );
+    assert!(html.contains("<polyline"), "charts have lines");
+    // The seed's table: header row plus the latest 15 readings.
+    let table = &html[html.find("<table").unwrap()..html.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr>").count(), 16, "{table}");
+    for column in ["id", "ciudad", "temperatura", "humedad", "fecha_registro"] {
+        assert!(
+            table.contains(&format!(">{column}</th>")),
+            "column {column}"
+        );
+    }
+    // Where each reading came from: source and database node.
+    assert!(html.contains("tag-simulated"));
+    assert!(html.contains("tag-node") && html.contains("db-master"));
+    // Live weather from the fake Open-Meteo (16.5 °C, code 3).
+    assert!(
+        html.contains("16.5 °C") && html.contains("Overcast"),
+        "live weather"
+    );
+    assert!(!html.contains("Database unreachable"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn old_readings_are_flagged_stale() {
+    let app = spawn_app().await;
+    app.insert(&[
+        reading("Cali", 20, 24.0, 70, Source::OpenMeteo),
+        reading("Bogotá", 3600, 14.0, 80, Source::OpenMeteo),
+    ])
+    .await;
+
+    let (_, html) = app.get_text("/").await;
+
+    let bogota = html.find(">Bogotá</h3>").unwrap();
+    let card_start = html[..bogota].rfind("<article").unwrap();
+    assert!(
+        html[card_start..bogota].contains("stale"),
+        "Bogotá is an hour old"
+    );
+    let cali = html.find(">Cali</h3>").unwrap();
+    let card_start = html[..cali].rfind("<article").unwrap();
+    assert!(!html[card_start..cali].contains("stale"), "Cali is fresh");
+    assert!(html.contains("1 h ago") || html.contains("60 min ago"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn fragment_is_the_panel_without_the_layout() {
+    let app = spawn_app().await;
+    app.insert(&[reading("Cali", 20, 24.0, 70, Source::OpenMeteo)])
+        .await;
+
+    let response = app.get("/fragment/panel?city=Cali").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let html = response.text().await.unwrap();
+
+    assert!(!html.contains("<html"));
+    assert!(html.contains("city-card"));
+    assert!(html.contains("Live weather · Cali"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn city_selector_chooses_the_live_weather_city() {
+    let app = spawn_app().await;
+
+    let (status, html) = app.get_text("/?city=Cartagena").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Live weather · Cartagena"));
+    assert!(
+        html.contains("<option value=\"Cartagena\" selected>"),
+        "selector keeps the choice"
+    );
+
+    let (status, html) = app.get_text("/?city=Atlantis").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Unknown city"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn hostile_city_names_are_escaped() {
+    let hostile = "<script>alert(1)</script>";
+    let app = spawn_app_with(Options {
+        cities: vec![
+            City::new(hostile, 4.7, -74.0, 14.0),
+            City::new("Cali", 3.4, -76.5, 24.5),
+        ],
+        ..Options::default()
+    })
+    .await;
+    app.insert(&[
+        reading(hostile, 30, 10.0, 50, Source::Simulated),
+        reading(hostile, 330, 11.0, 55, Source::Simulated),
+    ])
+    .await;
+
+    let (status, html) = app.get_text("/").await;
+
+    assert_eq!(status, 200);
+    assert!(!html.contains(hostile));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(html.matches("<script").count(), 1, "only panel.js");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn live_weather_is_cached_per_city() {
+    let app = spawn_app().await;
+
+    for _ in 0..3 {
+        assert_eq!(app.get("/?city=Cali").await.status(), 200);
+    }
+    let (status, _) = app.get_json("/api/weather?city=Cali").await;
+    assert_eq!(status, 200);
+    assert_eq!(app.get("/?city=Pereira").await.status(), 200);
+
+    let requests = app.weather.received_requests().await.unwrap();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one request per city, the rest from the cache"
+    );
+    let (_, metrics) = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains("frontend_weather_cache_hits_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("frontend_weather_cache_misses_total 2"),
+        "{metrics}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn page_still_renders_when_open_meteo_fails() {
+    let app = spawn_app_with(Options {
+        weather: ResponseTemplate::new(503).set_body_string("down"),
+        ..Options::default()
+    })
+    .await;
+    app.insert(&[reading("Cali", 20, 24.0, 70, Source::OpenMeteo)])
+        .await;
+
+    let (status, html) = app.get_text("/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Live weather is unavailable right now"));
+    assert!(html.contains("24.0 °C"), "database data still shown");
+
+    let (status, json) = app.get_json("/api/weather?city=Bogot%C3%A1").await;
+    assert_eq!(status, 503);
+    assert_eq!(json["error"], "weather unavailable");
+    app.cleanup().await;
+}

@@ -1,0 +1,97 @@
+//! sensor-simulator: reads current weather for each configured city every
+//! tick and stores it in `mediciones`, spooling to disk while the database
+//! is unreachable.
+
+pub mod schedule;
+pub mod sensor;
+pub mod settings;
+pub mod simulated;
+pub mod spool;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+
+use crate::sensor::{Metrics, Sensor};
+use crate::settings::Settings;
+use crate::spool::{Spool, SpoolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Settings(#[from] telemetry_core::SettingsError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Weather(#[from] telemetry_core::weather::WeatherError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    sensor: Sensor,
+}
+
+impl Application {
+    /// Binds the health/metrics listener and opens the spool; connects to
+    /// nothing yet, so the sensor starts (and spools) with the database down.
+    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen { address, source })?
+            .port();
+        let pool = settings.database.pool()?;
+        let spool = Spool::open(&settings.spool.directory, settings.spool.max_bytes)?;
+        let metrics = Arc::new(Metrics::default());
+        let sensor = Sensor::new(settings, pool, spool, metrics.clone())?;
+        let server = telemetry_core::ops::serve(listener, metrics).map_err(|source| {
+            StartupError::Listen {
+                address: format!("port {port}"),
+                source,
+            }
+        })?;
+        tracing::info!(
+            message = "sensor started",
+            port,
+            source = %settings.sensor.source,
+            interval_secs = settings.sensor.interval_secs,
+            cities = settings.sensor.cities.len(),
+            database = %format!("{}:{}/{}", settings.database.host, settings.database.port, settings.database.name),
+        );
+        Ok(Self {
+            port,
+            server,
+            sensor,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until `shutdown` resolves, then stores or spools what it holds
+    /// and stops the HTTP listener.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        self.sensor.run(shutdown).await;
+        handle.stop(true).await;
+        server.await.map_err(std::io::Error::other)?
+    }
+}

@@ -1,0 +1,391 @@
+//! The sensor loop: every tick, one reading per city, stored or spooled.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use mysql_async::Pool;
+use rand::Rng;
+use telemetry_core::metrics::Exposition;
+use telemetry_core::reading::insert_batch;
+use telemetry_core::weather::{City, Observation, WeatherClient, WeatherError};
+use telemetry_core::{NewReading, Source};
+
+use crate::schedule::{Schedule, Tick};
+use crate::settings::Settings;
+use crate::simulated;
+use crate::spool::{Spool, SpoolError};
+
+/// Rows per INSERT when replaying the spool.
+const REPLAY_BATCH: usize = 1000;
+/// When a fetch returns the observation we already have (the API lags its
+/// own schedule a little), ask again after this long rather than every tick.
+const SAME_OBSERVATION_RETRY: TimeDelta = TimeDelta::seconds(60);
+
+/// Counters exported on `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub ticks: AtomicU64,
+    pub ticks_skipped: AtomicU64,
+    pub fetches: AtomicU64,
+    pub inserted: AtomicU64,
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub last_success_unix: AtomicI64,
+    pub api_errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl telemetry_core::ops::Observable for Metrics {
+    /// Alive and looping; the database may be down (that is what the spool
+    /// is for), which the body reports.
+    fn health(&self) -> serde_json::Value {
+        serde_json::json!({
+            "status": "ok",
+            "spool_bytes": self.spool_bytes.load(Ordering::Relaxed),
+            "last_success_unix": self.last_success_unix.load(Ordering::Relaxed),
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let api_errors = self.api_errors.lock().expect("metrics lock").clone();
+        let mut out = Exposition::default();
+        out.counter("sensor_ticks_total", "Ticks processed.", load(&self.ticks))
+            .counter(
+                "sensor_ticks_skipped_total",
+                "Ticks skipped after a stall.",
+                load(&self.ticks_skipped),
+            )
+            .counter(
+                "sensor_api_fetches_total",
+                "Successful Open-Meteo requests.",
+                load(&self.fetches),
+            )
+            .counter(
+                "sensor_readings_inserted_total",
+                "Readings written to the database directly.",
+                load(&self.inserted),
+            )
+            .counter(
+                "sensor_readings_spooled_total",
+                "Readings written to the disk spool.",
+                load(&self.spooled),
+            )
+            .counter(
+                "sensor_readings_replayed_total",
+                "Spooled readings written to the database.",
+                load(&self.replayed),
+            )
+            .counter(
+                "sensor_readings_dropped_total",
+                "Readings lost: spool full or unwritable.",
+                load(&self.dropped),
+            )
+            .gauge(
+                "sensor_spool_bytes",
+                "Size of the spool file.",
+                load(&self.spool_bytes) as f64,
+            )
+            .gauge(
+                "sensor_last_success_timestamp_seconds",
+                "Unix time of the last reading stored in the database.",
+                self.last_success_unix.load(Ordering::Relaxed) as f64,
+            )
+            .labelled_counter(
+                "sensor_api_errors_total",
+                "Failed Open-Meteo requests by kind.",
+                "kind",
+                api_errors.iter().map(|(kind, count)| (*kind, *count)),
+            );
+        out.finish()
+    }
+}
+
+impl Metrics {
+    fn api_error(&self, error: &WeatherError) {
+        *self
+            .api_errors
+            .lock()
+            .expect("metrics lock")
+            .entry(error.kind())
+            .or_default() += 1;
+    }
+}
+
+pub struct Sensor {
+    cities: Vec<City>,
+    source: Source,
+    interval: Duration,
+    client: WeatherClient,
+    fetch_attempts: u32,
+    pool: Pool,
+    db_timeout: Duration,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    /// Last observations from the API, one per city, and when to ask again.
+    cache: Option<Vec<Observation>>,
+    next_fetch: NaiveDateTime,
+}
+
+impl Sensor {
+    pub fn new(
+        settings: &Settings,
+        pool: Pool,
+        spool: Spool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, WeatherError> {
+        metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+        let client = WeatherClient::new(
+            &settings.weather.base_url,
+            Duration::from_secs(settings.weather.timeout_secs),
+        )?;
+        Ok(Self {
+            cities: settings.sensor.cities.clone(),
+            source: settings.sensor.source,
+            interval: settings.sensor.interval(),
+            client,
+            fetch_attempts: settings.weather.attempts,
+            pool,
+            db_timeout: settings.database.timeout(),
+            spool,
+            metrics,
+            cache: None,
+            next_fetch: NaiveDateTime::MIN,
+        })
+    }
+
+    /// Runs until `shutdown` resolves. Waiting and fetching are abandoned on
+    /// shutdown; storing is not, so every reading made is in the database or
+    /// the spool when this returns.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut schedule = Schedule::new(self.interval, Utc::now());
+        if !self.spool.is_empty() {
+            tracing::info!(
+                message = "spool holds readings from before the restart",
+                bytes = self.spool.bytes()
+            );
+            self.flush_spool().await;
+        }
+        loop {
+            let readings = tokio::select! {
+                _ = &mut shutdown => break,
+                readings = async {
+                    let tick = schedule.next().await;
+                    self.readings_for(tick).await
+                } => readings,
+            };
+            self.store(readings).await;
+        }
+        tracing::info!(message = "sensor stopped", spool_bytes = self.spool.bytes());
+    }
+
+    async fn readings_for(&mut self, tick: Tick) -> Vec<NewReading> {
+        self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
+        if tick.skipped > 0 {
+            self.metrics
+                .ticks_skipped
+                .fetch_add(tick.skipped, Ordering::Relaxed);
+            tracing::warn!(message = "process stalled; ticks skipped", skipped = tick.skipped, resumed_at = %tick.at);
+        }
+        match self.source {
+            Source::Simulated => self
+                .cities
+                .iter()
+                .map(|city| simulated::reading(city, tick.at))
+                .collect(),
+            Source::OpenMeteo => self.observed_readings(tick.at).await,
+        }
+    }
+
+    async fn observed_readings(&mut self, tick: NaiveDateTime) -> Vec<NewReading> {
+        if tick >= self.next_fetch {
+            self.refresh(tick).await;
+        }
+        let Some(observations) = &self.cache else {
+            return Vec::new();
+        };
+        observations
+            .iter()
+            .zip(&self.cities)
+            // An observation past two of its own intervals is no longer
+            // "current": better no row than a stale value passed off as new.
+            .filter(|(observation, _)| {
+                tick < observation.next_due()
+                    + TimeDelta::from_std(observation.interval).unwrap_or_default()
+            })
+            .map(|(observation, city)| NewReading {
+                ciudad: city.name.clone(),
+                temperatura: observation.temperature,
+                humedad: observation.humidity,
+                fecha_registro: tick,
+                source: Source::OpenMeteo,
+                observed_at: Some(observation.observed_at),
+                apparent_temperature: observation.apparent_temperature,
+                weather_code: observation.weather_code,
+                wind_speed: observation.wind_speed,
+            })
+            .collect()
+    }
+
+    /// Fetches new observations, with exponential backoff and jitter between
+    /// attempts; gives up early on replies that retrying cannot fix.
+    async fn refresh(&mut self, tick: NaiveDateTime) {
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=self.fetch_attempts {
+            match self.client.current(&self.cities).await {
+                Ok(observations) => {
+                    self.metrics.fetches.fetch_add(1, Ordering::Relaxed);
+                    for (observation, city) in observations.iter().zip(&self.cities) {
+                        if !observation.missing.is_empty() {
+                            tracing::warn!(
+                                message = "Open-Meteo reply lacks values; stored as NULL",
+                                city = %city.name,
+                                missing = ?observation.missing
+                            );
+                        }
+                    }
+                    let newest = observations.iter().map(|o| o.observed_at).max();
+                    let previous = self
+                        .cache
+                        .as_ref()
+                        .and_then(|c| c.iter().map(|o| o.observed_at).max());
+                    self.next_fetch = if newest.is_some() && newest == previous {
+                        tick + SAME_OBSERVATION_RETRY
+                    } else {
+                        observations
+                            .iter()
+                            .map(Observation::next_due)
+                            .min()
+                            .unwrap_or(tick)
+                    };
+                    tracing::info!(message = "observations fetched", observed_at = ?newest, next_fetch = %self.next_fetch);
+                    self.cache = Some(observations);
+                    return;
+                }
+                Err(error) => {
+                    self.metrics.api_error(&error);
+                    tracing::warn!(message = "Open-Meteo request failed", kind = error.kind(), %error, attempt);
+                    if !error.is_transient() || attempt == self.fetch_attempts {
+                        break;
+                    }
+                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
+                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                    delay *= 2;
+                }
+            }
+        }
+        // Failed: try again at the next tick.
+        self.next_fetch = tick;
+    }
+
+    /// Writes the readings to the database, or to the spool if it cannot.
+    /// Spooled readings go first, so rows arrive in order.
+    async fn store(&mut self, readings: Vec<NewReading>) {
+        if readings.is_empty() {
+            return;
+        }
+        if self.spool.is_empty() {
+            match insert_batch(&self.pool, &readings, self.db_timeout).await {
+                Ok(_) => {
+                    self.metrics
+                        .inserted
+                        .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                    self.record_success();
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(message = "database write failed; spooling", %error, readings = readings.len());
+                }
+            }
+            self.spool_readings(&readings);
+        } else {
+            self.spool_readings(&readings);
+            self.flush_spool().await;
+        }
+    }
+
+    fn spool_readings(&mut self, readings: &[NewReading]) {
+        match self.spool.append(readings) {
+            Ok(()) => {
+                self.metrics
+                    .spooled
+                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+            }
+            Err(error @ SpoolError::Full { .. }) => {
+                self.metrics
+                    .dropped
+                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                tracing::error!(message = "readings dropped: spool full", %error, dropped = readings.len());
+            }
+            Err(error) => {
+                self.metrics
+                    .dropped
+                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                tracing::error!(message = "readings dropped: spool unwritable", %error, dropped = readings.len());
+            }
+        }
+        self.metrics
+            .spool_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
+    }
+
+    /// Replays the spool into the database in order; clears it only when
+    /// every batch is stored. A failure leaves it for the next tick.
+    async fn flush_spool(&mut self) {
+        let batches = match self.spool.batches(REPLAY_BATCH) {
+            Ok(batches) => batches,
+            Err(error) => {
+                tracing::error!(message = "cannot read spool", %error);
+                return;
+            }
+        };
+        let mut replayed = 0u64;
+        let mut batches = batches;
+        for batch in batches.by_ref() {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(message = "cannot read spool", path = %self.spool.path().display(), %error);
+                    return;
+                }
+            };
+            if let Err(error) = insert_batch(&self.pool, &batch, self.db_timeout).await {
+                tracing::debug!(message = "database still unavailable; spool kept", %error);
+                return;
+            }
+            replayed += batch.len() as u64;
+        }
+        if batches.skipped > 0 {
+            self.metrics
+                .dropped
+                .fetch_add(batches.skipped, Ordering::Relaxed);
+            tracing::error!(
+                message = "unreadable spool lines skipped",
+                skipped = batches.skipped
+            );
+        }
+        if let Err(error) = self.spool.clear() {
+            tracing::error!(message = "cannot clear spool; its rows will be replayed again (no duplicates)", %error);
+            return;
+        }
+        self.metrics.replayed.fetch_add(replayed, Ordering::Relaxed);
+        self.metrics.spool_bytes.store(0, Ordering::Relaxed);
+        self.record_success();
+        tracing::info!(
+            message = "spool replayed into the database",
+            readings = replayed
+        );
+    }
+
+    fn record_success(&self) {
+        self.metrics
+            .last_success_unix
+            .store(Utc::now().timestamp(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,5 @@
+//! The real sensor against a real database and a stub Open-Meteo.
+
+mod helpers;
+mod outage;
+mod weather_api;

@@ -1,0 +1,13 @@
+//! The resilience ("chaos") suite of issue #6: the compose stack, built from
+//! our images, hurt the ways production will hurt it, and checked from
+//! outside. Each test starts its own stack (a named compose project on free
+//! ports) and removes it, volumes included, also when it fails.
+//!
+//!   cargo test --release -p stack-tests --test chaos -- --test-threads=1 --nocapture
+//!
+//! Figures for docs/resilience.md are printed as `scenario N figures: ...`.
+
+mod common;
+mod hostile;
+mod kill9;
+mod outages;

@@ -1,0 +1,135 @@
+//! Connection pool and schema migrations.
+
+use std::time::Duration;
+
+use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::settings::{DatabaseSettings, SettingsError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("database error: {0}")]
+    Driver(#[from] mysql_async::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+impl DatabaseError {
+    /// True when the server could not be reached at all (as opposed to a
+    /// query it refused): the caller may keep the data and try again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Driver(mysql_async::Error::Io(_)) => true,
+            Self::Driver(mysql_async::Error::Driver(_)) => true,
+            Self::Driver(mysql_async::Error::Server(error)) => {
+                // 1040 too many connections, 1053 shutdown in progress,
+                // 1205 lock wait timeout, 1927 connection killed (MariaDB),
+                // 2006/2013 server gone away / lost connection.
+                matches!(error.code, 1040 | 1053 | 1205 | 1927 | 2006 | 2013)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// Reads the password, from the secret file if one is configured.
+    pub fn resolve_password(&self) -> Result<Option<SecretString>, SettingsError> {
+        if let Some(path) = &self.password_file {
+            let content = std::fs::read_to_string(path).map_err(|error| {
+                SettingsError::invalid("database.password_file", path.display(), error.to_string())
+            })?;
+            // Secret files are usually written with a trailing newline.
+            let password = content.trim_end_matches(['\r', '\n']).to_owned();
+            return Ok(Some(SecretString::from(password)));
+        }
+        Ok(self.password.clone())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Builds a lazy pool: nothing is connected until first use, so a service
+    /// can start (and report itself degraded) while the database is down.
+    pub fn pool(&self) -> Result<Pool, SettingsError> {
+        self.pool_for_database(Some(&self.name))
+    }
+
+    /// A pool on the server without selecting a database, for tests and
+    /// tools that create databases.
+    pub fn server_pool(&self) -> Result<Pool, SettingsError> {
+        self.pool_for_database(None)
+    }
+
+    fn pool_for_database(&self, database: Option<&str>) -> Result<Pool, SettingsError> {
+        let password = self.resolve_password()?;
+        let constraints = PoolConstraints::new(0, 10).expect("0 <= 10");
+        let pool_opts = PoolOpts::default()
+            .with_constraints(constraints)
+            .with_inactive_connection_ttl(Duration::from_secs(60))
+            .with_reset_connection(false);
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .prefer_socket(false)
+            .user(Some(self.user.clone()))
+            .pass(password.map(|secret| secret.expose_secret().to_owned()))
+            .db_name(database.map(str::to_owned))
+            .wait_timeout(Some(28_800))
+            .pool_opts(pool_opts)
+            // Every DATETIME we read or write is UTC.
+            .init(vec!["SET time_zone = '+00:00'"]);
+        Ok(Pool::new(opts))
+    }
+}
+
+/// Runs `future` with the configured bound, so callers see a dead database
+/// as an error in seconds.
+pub async fn with_timeout<T, F>(limit: Duration, future: F) -> Result<T, DatabaseError>
+where
+    F: std::future::Future<Output = Result<T, mysql_async::Error>>,
+{
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result.map_err(DatabaseError::from),
+        Err(_) => Err(DatabaseError::Timeout(limit)),
+    }
+}
+
+/// Applies pending migrations, waiting up to `patience` for the server to
+/// accept connections (a database container reports healthy a little before
+/// it accepts remote logins). Returns the names of the migrations applied.
+pub async fn migrate_when_ready(
+    pool: &Pool,
+    patience: Duration,
+) -> Result<Vec<String>, DatabaseError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match migrate(pool).await {
+            Err(DatabaseError::Migration(error)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(message = "database not ready for migrations; retrying", %error);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Applies pending migrations; returns the names of those applied now.
+pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DatabaseError> {
+    let mut pool = pool.clone();
+    let report = embedded::migrations::runner().run_async(&mut pool).await?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|migration| migration.to_string())
+        .collect())
+}

@@ -1,0 +1,45 @@
+//! The small HTTP listener of the background services: `/healthz` for the
+//! container healthcheck and `/metrics` for Prometheus.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::metrics::CONTENT_TYPE;
+
+/// What a service exposes on its ops listener.
+pub trait Observable: Send + Sync + 'static {
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String;
+    /// Body of `/healthz`: the process is alive; details for a human.
+    fn health(&self) -> serde_json::Value;
+}
+
+/// Serves `/healthz` and `/metrics` on `listener` with one worker. Signals are
+/// left to the caller, which stops the returned server when it drains.
+pub fn serve<T: Observable>(listener: TcpListener, state: Arc<T>) -> std::io::Result<Server> {
+    let state = web::Data::from(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/healthz", web::get().to(healthz::<T>))
+            .route("/metrics", web::get().to(metrics::<T>))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run())
+}
+
+async fn healthz<T: Observable>(state: web::Data<T>) -> HttpResponse {
+    HttpResponse::Ok().json(state.health())
+}
+
+async fn metrics<T: Observable>(state: web::Data<T>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(state.metrics())
+}

@@ -1,0 +1,319 @@
+//! The reading model and its table, `mediciones`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use mysql_async::prelude::{FromRow, Queryable};
+use mysql_async::{FromRowError, Pool, Row, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::database::{with_timeout, DatabaseError};
+use crate::time::seed_format;
+
+/// Where a reading came from. Simulated readings are always stored as such,
+/// never passed off as measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Source {
+    #[serde(rename = "open-meteo")]
+    OpenMeteo,
+    #[serde(rename = "simulated")]
+    Simulated,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenMeteo => "open-meteo",
+            Self::Simulated => "simulated",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Source {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl FromStr for Source {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "open-meteo" => Ok(Self::OpenMeteo),
+            "simulated" => Ok(Self::Simulated),
+            other => Err(format!(
+                "unknown source {other:?}, expected \"open-meteo\" or \"simulated\""
+            )),
+        }
+    }
+}
+
+/// A reading about to be stored. Times are UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewReading {
+    pub ciudad: String,
+    pub temperatura: Option<f64>,
+    pub humedad: Option<u8>,
+    /// The sensor tick this reading belongs to; with `ciudad`, its identity.
+    #[serde(with = "seed_format")]
+    pub fecha_registro: NaiveDateTime,
+    pub source: Source,
+    #[serde(with = "seed_format::option", default)]
+    pub observed_at: Option<NaiveDateTime>,
+    pub apparent_temperature: Option<f64>,
+    pub weather_code: Option<u16>,
+    pub wind_speed: Option<f64>,
+}
+
+/// A stored reading, serialised in the seed's backup shape: `id, ciudad,
+/// temperatura, humedad, fecha_registro` first, our additions after.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Reading {
+    pub id: u64,
+    #[serde(flatten)]
+    pub reading: NewReading,
+}
+
+/// `Reading` as one flat struct for serialisation: serde's `flatten` would
+/// go through a map, which costs backups a good part of their time.
+#[derive(Serialize)]
+struct FlatReading<'a> {
+    id: u64,
+    ciudad: &'a str,
+    temperatura: Option<f64>,
+    humedad: Option<u8>,
+    #[serde(with = "seed_format")]
+    fecha_registro: NaiveDateTime,
+    source: Source,
+    #[serde(with = "seed_format::option")]
+    observed_at: Option<NaiveDateTime>,
+    apparent_temperature: Option<f64>,
+    weather_code: Option<u16>,
+    wind_speed: Option<f64>,
+}
+
+impl Serialize for Reading {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let reading = &self.reading;
+        FlatReading {
+            id: self.id,
+            ciudad: &reading.ciudad,
+            temperatura: reading.temperatura,
+            humedad: reading.humedad,
+            fecha_registro: reading.fecha_registro,
+            source: reading.source,
+            observed_at: reading.observed_at,
+            apparent_temperature: reading.apparent_temperature,
+            weather_code: reading.weather_code,
+            wind_speed: reading.wind_speed,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Column list in the order `Reading` is read from a row.
+pub const COLUMNS: &str = "id, ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
+                           apparent_temperature, weather_code, wind_speed";
+
+impl FromRow for Reading {
+    fn from_row_opt(row: Row) -> Result<Self, FromRowError> {
+        let source = match row.get_opt::<String, _>(5) {
+            Some(Ok(text)) => text.parse().map_err(|_| FromRowError(row.clone()))?,
+            _ => return Err(FromRowError(row)),
+        };
+        type Columns = (
+            u64,
+            String,
+            Option<f64>,
+            Option<u8>,
+            NaiveDateTime,
+            String,
+            Option<NaiveDateTime>,
+            Option<f64>,
+            Option<u16>,
+            Option<f64>,
+        );
+        let (
+            id,
+            ciudad,
+            temperatura,
+            humedad,
+            fecha_registro,
+            _,
+            observed_at,
+            apparent_temperature,
+            weather_code,
+            wind_speed,
+        ) = Columns::from_row_opt(row)?;
+        Ok(Reading {
+            id,
+            reading: NewReading {
+                ciudad,
+                temperatura,
+                humedad,
+                fecha_registro,
+                source,
+                observed_at,
+                apparent_temperature,
+                weather_code,
+                wind_speed,
+            },
+        })
+    }
+}
+
+impl NewReading {
+    fn params(&self) -> [Value; 9] {
+        [
+            self.ciudad.as_str().into(),
+            self.temperatura.into(),
+            self.humedad.into(),
+            self.fecha_registro.into(),
+            self.source.as_str().into(),
+            self.observed_at.into(),
+            self.apparent_temperature.into(),
+            self.weather_code.into(),
+            self.wind_speed.into(),
+        ]
+    }
+}
+
+/// Inserts `readings` in one multi-row statement. Rows whose (city, tick) is
+/// already stored are skipped, so retrying a batch is safe. Returns how many
+/// rows were new.
+pub async fn insert_batch(
+    pool: &Pool,
+    readings: &[NewReading],
+    limit: Duration,
+) -> Result<u64, DatabaseError> {
+    let params = readings.iter().flat_map(NewReading::params).collect();
+    insert_rows(pool, INSERT_COLUMNS, readings.len(), params, limit).await
+}
+
+/// Inserts stored readings keeping their ids (a restore). Rows whose id or
+/// (city, tick) is already present are skipped, so restoring twice is safe.
+pub async fn insert_with_ids(
+    pool: &Pool,
+    readings: &[Reading],
+    limit: Duration,
+) -> Result<u64, DatabaseError> {
+    let params = readings
+        .iter()
+        .flat_map(|row| std::iter::once(Value::from(row.id)).chain(row.reading.params()))
+        .collect();
+    insert_rows(
+        pool,
+        &format!("id, {INSERT_COLUMNS}"),
+        readings.len(),
+        params,
+        limit,
+    )
+    .await
+}
+
+const INSERT_COLUMNS: &str = "ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
+                              apparent_temperature, weather_code, wind_speed";
+
+async fn insert_rows(
+    pool: &Pool,
+    columns: &str,
+    rows: usize,
+    params: Vec<Value>,
+    limit: Duration,
+) -> Result<u64, DatabaseError> {
+    if rows == 0 {
+        return Ok(0);
+    }
+    let per_row = params.len() / rows;
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    let placeholders = vec![row.as_str(); rows].join(", ");
+    // INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the sensor's account
+    // has no UPDATE privilege, on purpose.
+    let statement = format!("INSERT IGNORE INTO mediciones ({columns}) VALUES {placeholders}");
+    with_timeout(limit, async {
+        let mut conn = pool.get_conn().await?;
+        conn.exec_drop(statement, params).await?;
+        Ok(conn.affected_rows())
+    })
+    .await
+}
+
+/// The `count` most recent readings, newest first (the seed's panel query).
+pub async fn latest(
+    pool: &Pool,
+    count: u32,
+    limit: Duration,
+) -> Result<Vec<Reading>, DatabaseError> {
+    with_timeout(limit, async {
+        let mut conn = pool.get_conn().await?;
+        conn.exec(
+            format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?"),
+            (count,),
+        )
+        .await
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn sample() -> Reading {
+        Reading {
+            id: 99,
+            reading: NewReading {
+                ciudad: "Cali".into(),
+                temperatura: Some(20.1),
+                humedad: Some(91),
+                fecha_registro: NaiveDate::from_ymd_opt(2025, 12, 8)
+                    .unwrap()
+                    .and_hms_opt(9, 38, 5)
+                    .unwrap(),
+                source: Source::OpenMeteo,
+                observed_at: None,
+                apparent_temperature: None,
+                weather_code: Some(3),
+                wind_speed: None,
+            },
+        }
+    }
+
+    #[test]
+    fn serialises_in_the_seed_backup_shape() {
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(
+            json.starts_with(
+                r#"{"id":99,"ciudad":"Cali","temperatura":20.1,"humedad":91,"fecha_registro":"2025-12-08 09:38:05","source":"open-meteo""#
+            ),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let reading = sample();
+        let json = serde_json::to_string(&reading).unwrap();
+        assert_eq!(serde_json::from_str::<Reading>(&json).unwrap(), reading);
+    }
+
+    #[test]
+    fn source_parses_only_known_names() {
+        assert_eq!("simulated".parse::<Source>().unwrap(), Source::Simulated);
+        assert!("open_meteo"
+            .parse::<Source>()
+            .unwrap_err()
+            .contains("open_meteo"));
+    }
+}

@@ -1,0 +1,307 @@
+//! Layered configuration shared by every service.
+//!
+//! Order, last wins: the struct's `Default`, then an optional TOML file, then
+//! `APP__`-prefixed environment variables (`APP__DATABASE__HOST` sets
+//! `database.host`). Environment goes last so a container can override any
+//! file value without editing it.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Prefix of the environment variables read by every service.
+pub const ENV_PREFIX: &str = "APP";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: Box<config::ConfigError>,
+    },
+    /// The `config` crate names the key and the offending value itself.
+    #[error("configuration: {0} (environment variables are APP__SECTION__KEY, e.g. APP__DATABASE__PORT)")]
+    Parse(Box<config::ConfigError>),
+    #[error("configuration key `{key}` has invalid value {value:?}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+// By hand rather than `#[from]`: the message already includes the cause, and
+// a `source` would make error reports print it twice.
+impl From<config::ConfigError> for SettingsError {
+    fn from(error: config::ConfigError) -> Self {
+        Self::Parse(Box::new(error))
+    }
+}
+
+impl SettingsError {
+    pub fn invalid(key: &'static str, value: impl Display, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Implemented by each service's settings: checks that types alone cannot.
+pub trait Validate {
+    fn validate(&self) -> Result<(), SettingsError>;
+}
+
+/// Loads `T` from defaults, then `file` if given, then the environment.
+pub fn load<T>(file: Option<&Path>) -> Result<T, SettingsError>
+where
+    T: DeserializeOwned + Validate,
+{
+    let mut builder = Config::builder();
+    if let Some(path) = file {
+        // Checked here so a typo in the path is reported as such, not as a
+        // missing key further down.
+        if !path.is_file() {
+            return Err(SettingsError::File {
+                path: path.to_owned(),
+                source: Box::new(config::ConfigError::Message("file not found".into())),
+            });
+        }
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+    }
+    let settings: T = builder
+        .add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()?
+        .try_deserialize()?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// How to reach MySQL/MariaDB. The password comes from `password` or, as
+/// Docker secrets do, from the file named by `password_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+    /// Bound on connecting and on each query, so a dead database is noticed
+    /// in seconds rather than at the TCP timeout.
+    pub timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            name: "telemetria".into(),
+            user: "root".into(),
+            password: None,
+            password_file: None,
+            timeout_secs: 5,
+        }
+    }
+}
+
+impl Validate for DatabaseSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.host.trim().is_empty() {
+            return Err(SettingsError::invalid(
+                "database.host",
+                &self.host,
+                "must not be empty",
+            ));
+        }
+        if self.port == 0 {
+            return Err(SettingsError::invalid(
+                "database.port",
+                self.port,
+                "must be 1-65535",
+            ));
+        }
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(SettingsError::invalid(
+                "database.name",
+                &self.name,
+                "must be letters, digits or underscores",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(SettingsError::invalid(
+                "database.timeout_secs",
+                self.timeout_secs,
+                "must be at least 1",
+            ));
+        }
+        if let (Some(_), Some(file)) = (&self.password, &self.password_file) {
+            return Err(SettingsError::invalid(
+                "database.password_file",
+                file.display(),
+                "set either database.password or database.password_file, not both",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Logging output: `json` for containers, `pretty` for a terminal.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `info,mysql_async=warn`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The small HTTP listener every service has (health, metrics; the panel).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HttpSettings {
+    pub fn with_port(port: u16) -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self::with_port(8080)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Sample {
+        database: DatabaseSettings,
+        log: LogSettings,
+    }
+
+    impl Default for Sample {
+        fn default() -> Self {
+            Self {
+                database: DatabaseSettings::default(),
+                log: LogSettings::default(),
+            }
+        }
+    }
+
+    impl Validate for Sample {
+        fn validate(&self) -> Result<(), SettingsError> {
+            self.database.validate()
+        }
+    }
+
+    fn toml_file(body: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(body.as_bytes()).unwrap();
+        file
+    }
+
+    // Environment variables are process-wide; these tests use keys no other
+    // test sets, through a file only, to stay independent of each other.
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let settings: Sample = load(None).unwrap();
+        assert_eq!(settings.database.port, 3306);
+        assert_eq!(settings.database.name, "telemetria");
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let file = toml_file(
+            "[database]\nhost = \"db.example\"\nport = 33060\n[log]\nformat = \"pretty\"\n",
+        );
+        let settings: Sample = load(Some(file.path())).unwrap();
+        assert_eq!(settings.database.host, "db.example");
+        assert_eq!(settings.database.port, 33060);
+        assert_eq!(settings.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_value() {
+        let file = toml_file("[database]\nport = \"abc\"\n");
+        let error = load::<Sample>(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("port"), "{error}");
+        assert!(error.contains("abc"), "{error}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let file = toml_file("[database]\nprot = 1\n");
+        let error = load::<Sample>(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn invalid_value_names_key_and_value() {
+        let file = toml_file("[database]\nname = \"tele-metria\"\n");
+        let error = load::<Sample>(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("database.name"), "{error}");
+        assert!(error.contains("tele-metria"), "{error}");
+    }
+
+    #[test]
+    fn missing_file_is_reported_with_its_path() {
+        let error = load::<Sample>(Some(Path::new("/nonexistent/telemetria.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent/telemetria.toml"), "{error}");
+    }
+
+    #[test]
+    fn password_is_masked_in_debug() {
+        let file = toml_file("[database]\npassword = \"hunter2\"\n");
+        let settings: Sample = load(Some(file.path())).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,390 @@
+//! Open-Meteo client: current conditions for several places in one request.
+//!
+//! Shared by the sensor (which stores what it gets) and the panel (which
+//! shows live weather). Values the API does not send stay `None`: nothing is
+//! ever invented, and values outside physical bounds are refused the same way.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta};
+use serde::{Deserialize, Serialize};
+
+/// Variables asked for; temperature and humidity are the seed's, the rest are
+/// stored when present.
+const CURRENT_VARIABLES: &str =
+    "temperature_2m,relative_humidity_2m,apparent_temperature,weather_code,wind_speed_10m";
+
+/// A reply larger than this is refused: the real one for a dozen cities is a
+/// few kilobytes, and a hostile one must not exhaust memory.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A place to observe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct City {
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Mean temperature of the city's climate, used only by the simulated
+    /// source.
+    #[serde(default = "default_mean_temperature")]
+    pub mean_temperature: f64,
+}
+
+fn default_mean_temperature() -> f64 {
+    22.0
+}
+
+impl City {
+    pub fn new(name: &str, latitude: f64, longitude: f64, mean_temperature: f64) -> Self {
+        Self {
+            name: name.into(),
+            latitude,
+            longitude,
+            mean_temperature,
+        }
+    }
+}
+
+/// The seed's seven Colombian cities (coordinates of each city centre).
+pub fn default_cities() -> Vec<City> {
+    vec![
+        City::new("Bogotá", 4.7110, -74.0721, 14.0),
+        City::new("Medellín", 6.2442, -75.5812, 22.0),
+        City::new("Cali", 3.4516, -76.5320, 24.5),
+        City::new("Cartagena", 10.3910, -75.4794, 28.0),
+        City::new("Manizales", 5.0703, -75.5138, 17.0),
+        City::new("Pereira", 4.8133, -75.6961, 21.5),
+        City::new("Bucaramanga", 7.1193, -73.1227, 23.5),
+    ]
+}
+
+/// Current conditions at one place, as the API reported them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    /// Observation time in UTC (the API's `current.time` minus its offset).
+    pub observed_at: NaiveDateTime,
+    /// How long this observation stays current (`current.interval`).
+    pub interval: Duration,
+    pub temperature: Option<f64>,
+    pub humidity: Option<u8>,
+    pub apparent_temperature: Option<f64>,
+    pub weather_code: Option<u16>,
+    pub wind_speed: Option<f64>,
+    /// Names of requested variables the reply lacked or that were refused.
+    pub missing: Vec<&'static str>,
+}
+
+impl Observation {
+    /// When the API will have a newer observation.
+    pub fn next_due(&self) -> NaiveDateTime {
+        self.observed_at + TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeatherError {
+    #[error("Open-Meteo refused the request ({status}): {reason}")]
+    Rejected { status: u16, reason: String },
+    #[error("Open-Meteo rate limit reached: {reason}")]
+    RateLimited { reason: String },
+    #[error("Open-Meteo is unavailable ({status}): {reason}")]
+    Unavailable { status: u16, reason: String },
+    #[error("Open-Meteo did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach Open-Meteo: {0}")]
+    Transport(String),
+    #[error("malformed Open-Meteo reply: {0}")]
+    Malformed(String),
+}
+
+impl WeatherError {
+    /// A short stable label, used as the `kind` of the error metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "rejected",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Timeout(_) => "timeout",
+            Self::Transport(_) => "transport",
+            Self::Malformed(_) => "malformed",
+        }
+    }
+
+    /// Whether trying again soon may succeed. A 400 will not.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Rejected { .. } | Self::RateLimited { .. })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WeatherClient {
+    http: reqwest::Client,
+    forecast_url: String,
+    timeout: Duration,
+}
+
+impl WeatherClient {
+    /// `base_url` is e.g. `https://api.open-meteo.com`; `timeout` bounds the
+    /// whole exchange, body included, so a reply that trickles in byte by
+    /// byte is cut off too.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, WeatherError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("telemetria/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| WeatherError::Transport(error.to_string()))?;
+        Ok(Self {
+            http,
+            forecast_url: format!("{}/v1/forecast", base_url.trim_end_matches('/')),
+            timeout,
+        })
+    }
+
+    /// Current conditions for every city, in the order given.
+    pub async fn current(&self, cities: &[City]) -> Result<Vec<Observation>, WeatherError> {
+        let join = |value: fn(&City) -> f64| {
+            cities
+                .iter()
+                .map(|city| value(city).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let request = self.http.get(&self.forecast_url).query(&[
+            ("latitude", join(|city| city.latitude)),
+            ("longitude", join(|city| city.longitude)),
+            ("current", CURRENT_VARIABLES.to_owned()),
+        ]);
+        let mut response = request
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| self.transport_error(error))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(WeatherError::Malformed(format!(
+                    "reply larger than {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status != 200 {
+            let reason = serde_json::from_slice::<ErrorReply>(&body)
+                .map(|reply| reply.reason)
+                .unwrap_or_else(|_| {
+                    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+                });
+            return Err(match status {
+                429 => WeatherError::RateLimited { reason },
+                400..=499 => WeatherError::Rejected { status, reason },
+                _ => WeatherError::Unavailable { status, reason },
+            });
+        }
+        parse_reply(&body, cities.len())
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> WeatherError {
+        if error.is_timeout() {
+            WeatherError::Timeout(self.timeout)
+        } else if error.is_decode() || error.is_body() {
+            WeatherError::Malformed(error.to_string())
+        } else {
+            WeatherError::Transport(error.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorReply {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct LocationReply {
+    utc_offset_seconds: i32,
+    current: CurrentReply,
+}
+
+/// Each field is kept as raw JSON so one value of the wrong type costs that
+/// value, not the whole reply.
+#[derive(Deserialize)]
+struct CurrentReply {
+    time: String,
+    interval: u64,
+    temperature_2m: Option<serde_json::Value>,
+    relative_humidity_2m: Option<serde_json::Value>,
+    apparent_temperature: Option<serde_json::Value>,
+    weather_code: Option<serde_json::Value>,
+    wind_speed_10m: Option<serde_json::Value>,
+}
+
+/// Parses a reply for `expected` locations: an array in request order, or a
+/// single object when one location was asked for.
+pub fn parse_reply(body: &[u8], expected: usize) -> Result<Vec<Observation>, WeatherError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| WeatherError::Malformed(error.to_string()))?;
+    let locations: Vec<LocationReply> = match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()
+            .map_err(|error| WeatherError::Malformed(error.to_string()))?,
+        object @ serde_json::Value::Object(_) => {
+            vec![serde_json::from_value(object)
+                .map_err(|error| WeatherError::Malformed(error.to_string()))?]
+        }
+        other => {
+            return Err(WeatherError::Malformed(format!(
+                "expected an object or array, got {other}"
+            )))
+        }
+    };
+    if locations.len() != expected {
+        return Err(WeatherError::Malformed(format!(
+            "asked for {expected} locations, got {}",
+            locations.len()
+        )));
+    }
+    locations.into_iter().map(observation).collect()
+}
+
+fn observation(location: LocationReply) -> Result<Observation, WeatherError> {
+    let current = location.current;
+    let local_time =
+        NaiveDateTime::parse_from_str(&current.time, "%Y-%m-%dT%H:%M").map_err(|error| {
+            WeatherError::Malformed(format!("current.time {:?}: {error}", current.time))
+        })?;
+    if !(60..=86_400).contains(&current.interval) {
+        return Err(WeatherError::Malformed(format!(
+            "current.interval {} is outside 60..=86400 seconds",
+            current.interval
+        )));
+    }
+    if location.utc_offset_seconds.abs() > 18 * 3600 {
+        return Err(WeatherError::Malformed(format!(
+            "utc_offset_seconds {} is not a real offset",
+            location.utc_offset_seconds
+        )));
+    }
+    let observed_at = local_time - TimeDelta::seconds(location.utc_offset_seconds.into());
+    let mut missing = Vec::new();
+    let mut number = |name: &'static str,
+                      value: Option<serde_json::Value>,
+                      range: std::ops::RangeInclusive<f64>| {
+        let accepted = value
+            .as_ref()
+            .and_then(serde_json::Value::as_f64)
+            .filter(|v| range.contains(v));
+        if accepted.is_none() {
+            missing.push(name);
+        }
+        accepted
+    };
+    let temperature = number("temperature_2m", current.temperature_2m, -90.0..=60.0);
+    let humidity = number(
+        "relative_humidity_2m",
+        current.relative_humidity_2m,
+        0.0..=100.0,
+    )
+    .map(|v| v.round() as u8);
+    let apparent_temperature = number(
+        "apparent_temperature",
+        current.apparent_temperature,
+        -100.0..=80.0,
+    );
+    let weather_code = number("weather_code", current.weather_code, 0.0..=99.0).map(|v| v as u16);
+    let wind_speed = number("wind_speed_10m", current.wind_speed_10m, 0.0..=500.0);
+    // An observation without the seed's two values says nothing worth storing.
+    if temperature.is_none() && humidity.is_none() {
+        return Err(WeatherError::Malformed(
+            "reply has neither temperature_2m nor relative_humidity_2m".into(),
+        ));
+    }
+    Ok(Observation {
+        observed_at: DateTime::from_timestamp(observed_at.and_utc().timestamp(), 0)
+            .map(|t| t.naive_utc())
+            .unwrap_or(observed_at),
+        interval: Duration::from_secs(current.interval),
+        temperature,
+        humidity,
+        apparent_temperature,
+        weather_code,
+        wind_speed,
+        missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = include_str!("../tests/fixtures/current-one.json");
+    const MANY: &str = include_str!("../tests/fixtures/current-many.json");
+
+    #[test]
+    fn parses_a_single_location() {
+        let observations = parse_reply(ONE.as_bytes(), 1).unwrap();
+        let first = &observations[0];
+        assert_eq!(first.observed_at.to_string(), "2026-11-23 15:00:00");
+        assert_eq!(first.interval, Duration::from_secs(900));
+        assert_eq!(first.temperature, Some(16.5));
+        assert_eq!(first.humidity, Some(72));
+        assert_eq!(first.weather_code, Some(3));
+        assert!(first.missing.is_empty());
+    }
+
+    #[test]
+    fn parses_many_locations_in_order_and_reports_missing_fields() {
+        let observations = parse_reply(MANY.as_bytes(), 2).unwrap();
+        assert_eq!(observations[1].temperature, Some(26.3));
+        assert_eq!(observations[1].apparent_temperature, None);
+        assert!(observations[1].missing.contains(&"wind_speed_10m"));
+    }
+
+    #[test]
+    fn converts_local_time_to_utc() {
+        let body = ONE.replace("\"utc_offset_seconds\":0", "\"utc_offset_seconds\":-18000");
+        let observations = parse_reply(body.as_bytes(), 1).unwrap();
+        assert_eq!(
+            observations[0].observed_at.to_string(),
+            "2026-11-23 20:00:00"
+        );
+    }
+
+    #[test]
+    fn wrong_count_is_malformed() {
+        assert!(matches!(
+            parse_reply(MANY.as_bytes(), 3),
+            Err(WeatherError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_json_is_malformed() {
+        let error = parse_reply(&ONE.as_bytes()[..ONE.len() / 2], 1).unwrap_err();
+        assert_eq!(error.kind(), "malformed");
+    }
+
+    #[test]
+    fn out_of_range_and_wrong_type_values_are_dropped_not_invented() {
+        let body = ONE
+            .replace("\"temperature_2m\":16.5", "\"temperature_2m\":1e300")
+            .replace(
+                "\"relative_humidity_2m\":72",
+                "\"relative_humidity_2m\":\"72\"",
+            );
+        // Neither of the seed's values survives: no observation at all.
+        assert!(parse_reply(body.as_bytes(), 1).is_err());
+        let body = ONE.replace("\"temperature_2m\":16.5", "\"temperature_2m\":null");
+        let observation = &parse_reply(body.as_bytes(), 1).unwrap()[0];
+        assert_eq!(observation.temperature, None);
+        assert_eq!(observation.humidity, Some(72));
+        assert_eq!(observation.missing, vec!["temperature_2m"]);
+    }
+}
