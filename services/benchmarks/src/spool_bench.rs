@@ -474,7 +474,7 @@ async fn insert_one_by_one(pool: &Pool, readings: &[NewReading]) -> Result<u64> 
 
 /// The statement `insert_batch` builds for `rows` rows.
 fn prepared_insert(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; 9].join(", "));
+    let row = format!("({})", ["?"; 9].join(", "));
     format!(
         "INSERT IGNORE INTO mediciones ({TSV_COLUMNS}) VALUES {}",
         vec![row.as_str(); rows].join(", ")

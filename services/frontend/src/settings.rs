@@ -5,7 +5,8 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use telemetry_core::settings::{
-    DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate,
+    validate_cities, validate_weather_client, DatabaseSettings, HttpSettings, LogSettings,
+    SettingsError, Validate,
 };
 use telemetry_core::weather::{default_cities, City};
 
@@ -118,47 +119,7 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
         let panel = &self.panel;
-        if panel.cities.is_empty() {
-            return Err(SettingsError::invalid(
-                "panel.cities",
-                "[]",
-                "at least one city is needed",
-            ));
-        }
-        for (index, city) in panel.cities.iter().enumerate() {
-            // The column is VARCHAR(64).
-            if city.name.trim().is_empty() || city.name.chars().count() > 64 {
-                return Err(SettingsError::invalid(
-                    "panel.cities.name",
-                    &city.name,
-                    "must be 1-64 characters",
-                ));
-            }
-            if panel.cities[..index]
-                .iter()
-                .any(|other| other.name == city.name)
-            {
-                return Err(SettingsError::invalid(
-                    "panel.cities.name",
-                    &city.name,
-                    "is listed twice",
-                ));
-            }
-            if !(-90.0..=90.0).contains(&city.latitude) {
-                return Err(SettingsError::invalid(
-                    "panel.cities.latitude",
-                    city.latitude,
-                    "must be -90..90",
-                ));
-            }
-            if !(-180.0..=180.0).contains(&city.longitude) {
-                return Err(SettingsError::invalid(
-                    "panel.cities.longitude",
-                    city.longitude,
-                    "must be -180..180",
-                ));
-            }
-        }
+        validate_cities("panel", &panel.cities)?;
         if panel.time_zone.parse::<Tz>().is_err() {
             return Err(SettingsError::invalid(
                 "panel.time_zone",
@@ -194,21 +155,7 @@ impl Validate for Settings {
                 "must be 1-64 characters",
             ));
         }
-        let url = &self.weather.base_url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(SettingsError::invalid(
-                "weather.base_url",
-                url,
-                "must start with http:// or https://",
-            ));
-        }
-        if self.weather.timeout_secs == 0 {
-            return Err(SettingsError::invalid(
-                "weather.timeout_secs",
-                0,
-                "must be at least 1",
-            ));
-        }
+        validate_weather_client(&self.weather.base_url, self.weather.timeout_secs)?;
         Ok(())
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use telemetry_core::settings::{
-    DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate,
+    validate_cities, validate_weather_client, DatabaseSettings, HttpSettings, LogSettings,
+    SettingsError, Validate,
 };
 use telemetry_core::weather::{default_cities, City};
 use telemetry_core::Source;
@@ -114,51 +115,8 @@ impl Validate for Settings {
                 "must be 1-86400",
             ));
         }
-        if sensor.cities.is_empty() {
-            return Err(SettingsError::invalid(
-                "sensor.cities",
-                "[]",
-                "at least one city is needed",
-            ));
-        }
-        for city in &sensor.cities {
-            if city.name.trim().is_empty() || city.name.chars().count() > 64 {
-                return Err(SettingsError::invalid(
-                    "sensor.cities.name",
-                    &city.name,
-                    "must be 1-64 characters",
-                ));
-            }
-            if !(-90.0..=90.0).contains(&city.latitude) {
-                return Err(SettingsError::invalid(
-                    "sensor.cities.latitude",
-                    city.latitude,
-                    "must be -90..90",
-                ));
-            }
-            if !(-180.0..=180.0).contains(&city.longitude) {
-                return Err(SettingsError::invalid(
-                    "sensor.cities.longitude",
-                    city.longitude,
-                    "must be -180..180",
-                ));
-            }
-        }
-        let url = &self.weather.base_url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(SettingsError::invalid(
-                "weather.base_url",
-                url,
-                "must start with http:// or https://",
-            ));
-        }
-        if self.weather.timeout_secs == 0 {
-            return Err(SettingsError::invalid(
-                "weather.timeout_secs",
-                0,
-                "must be at least 1",
-            ));
-        }
+        validate_cities("sensor", &sensor.cities)?;
+        validate_weather_client(&self.weather.base_url, self.weather.timeout_secs)?;
         if self.weather.attempts == 0 {
             return Err(SettingsError::invalid(
                 "weather.attempts",

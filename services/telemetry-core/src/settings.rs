@@ -13,6 +13,8 @@ use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::weather::City;
+
 /// Prefix of the environment variables read by every service.
 pub const ENV_PREFIX: &str = "APP";
 
@@ -29,7 +31,7 @@ pub enum SettingsError {
     Parse(Box<config::ConfigError>),
     #[error("configuration key `{key}` has invalid value {value:?}: {reason}")]
     Invalid {
-        key: &'static str,
+        key: String,
         value: String,
         reason: String,
     },
@@ -44,9 +46,9 @@ impl From<config::ConfigError> for SettingsError {
 }
 
 impl SettingsError {
-    pub fn invalid(key: &'static str, value: impl Display, reason: impl Into<String>) -> Self {
+    pub fn invalid(key: impl Into<String>, value: impl Display, reason: impl Into<String>) -> Self {
         Self::Invalid {
-            key,
+            key: key.into(),
             value: value.to_string(),
             reason: reason.into(),
         }
@@ -56,6 +58,72 @@ impl SettingsError {
 /// Implemented by each service's settings: checks that types alone cannot.
 pub trait Validate {
     fn validate(&self) -> Result<(), SettingsError>;
+}
+
+/// Checks the `cities` list of `section` (the sensor's and the panel's):
+/// at least one city, names of 1-64 characters (the column is VARCHAR(64)),
+/// each listed once (a second one would collide with the first on the
+/// table's uniqueness key), coordinates on the globe.
+pub fn validate_cities(section: &str, cities: &[City]) -> Result<(), SettingsError> {
+    if cities.is_empty() {
+        return Err(SettingsError::invalid(
+            format!("{section}.cities"),
+            "[]",
+            "at least one city is needed",
+        ));
+    }
+    for (index, city) in cities.iter().enumerate() {
+        let key = |field: &str| format!("{section}.cities.{field}");
+        if city.name.trim().is_empty() || city.name.chars().count() > 64 {
+            return Err(SettingsError::invalid(
+                key("name"),
+                &city.name,
+                "must be 1-64 characters",
+            ));
+        }
+        if cities[..index].iter().any(|other| other.name == city.name) {
+            return Err(SettingsError::invalid(
+                key("name"),
+                &city.name,
+                "is listed twice",
+            ));
+        }
+        if !(-90.0..=90.0).contains(&city.latitude) {
+            return Err(SettingsError::invalid(
+                key("latitude"),
+                city.latitude,
+                "must be -90..90",
+            ));
+        }
+        if !(-180.0..=180.0).contains(&city.longitude) {
+            return Err(SettingsError::invalid(
+                key("longitude"),
+                city.longitude,
+                "must be -180..180",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the Open-Meteo settings every client needs: an http(s) base URL
+/// and a request timeout of at least a second.
+pub fn validate_weather_client(base_url: &str, timeout_secs: u64) -> Result<(), SettingsError> {
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(SettingsError::invalid(
+            "weather.base_url",
+            base_url,
+            "must start with http:// or https://",
+        ));
+    }
+    if timeout_secs == 0 {
+        return Err(SettingsError::invalid(
+            "weather.timeout_secs",
+            0,
+            "must be at least 1",
+        ));
+    }
+    Ok(())
 }
 
 /// Loads `T` from defaults, then `file` if given, then the environment.
@@ -218,20 +286,11 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Default, Deserialize)]
     #[serde(default, deny_unknown_fields)]
     struct Sample {
         database: DatabaseSettings,
         log: LogSettings,
-    }
-
-    impl Default for Sample {
-        fn default() -> Self {
-            Self {
-                database: DatabaseSettings::default(),
-                log: LogSettings::default(),
-            }
-        }
     }
 
     impl Validate for Sample {
@@ -303,5 +362,26 @@ mod tests {
         let file = toml_file("[database]\npassword = \"hunter2\"\n");
         let settings: Sample = load(Some(file.path())).unwrap();
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn city_list_errors_name_the_section_key_and_value() {
+        let bogota = City::new("Bogotá", 4.711, -74.0721, 14.0);
+        let twice = [bogota.clone(), bogota.clone()];
+        let error = validate_cities("sensor", &twice).unwrap_err().to_string();
+        assert!(error.contains("`sensor.cities.name`") && error.contains("\"Bogotá\""));
+        assert!(error.contains("listed twice"), "{error}");
+
+        let off_the_globe = [City::new("Bogotá", 95.0, -74.0721, 14.0)];
+        let error = validate_cities("panel", &off_the_globe)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`panel.cities.latitude`") && error.contains("\"95\""),
+            "{error}"
+        );
+
+        assert!(validate_cities("panel", &[]).is_err());
+        assert!(validate_cities("panel", &[bogota]).is_ok());
     }
 }

@@ -30,8 +30,10 @@ pub struct RunningSensor {
 }
 
 pub fn settings(database: &DatabaseSettings, api: &str, spool: PathBuf) -> Settings {
-    let mut settings = Settings::default();
-    settings.database = database.clone();
+    let mut settings = Settings {
+        database: database.clone(),
+        ..Settings::default()
+    };
     settings.database.timeout_secs = 2;
     settings.http = HttpSettings {
         host: "127.0.0.1".into(),

@@ -32,7 +32,8 @@ async fn stores_one_row_per_city_per_tick_with_observation_time_and_source() {
     sensor.stop().await;
 
     let mut conn = db.pool.get_conn().await.unwrap();
-    let rows: Vec<(String, Option<f64>, Option<u8>, String, String)> = conn
+    type Row = (String, Option<f64>, Option<u8>, String, String);
+    let rows: Vec<Row> = conn
         .query(
             "SELECT ciudad, temperatura, humedad, source, DATE_FORMAT(observed_at, '%Y-%m-%d %H:%i') \
              FROM mediciones ORDER BY id",

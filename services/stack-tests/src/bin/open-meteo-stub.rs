@@ -110,12 +110,13 @@ fn bad_request(reason: String) -> HttpResponse {
     HttpResponse::BadRequest().json(json!({ "error": true, "reason": reason }))
 }
 
-fn parse_list(name: &str, text: &str) -> Result<Vec<f64>, HttpResponse> {
+/// The coordinates of a comma-separated list, or Open-Meteo's reason.
+fn parse_list(name: &str, text: &str) -> Result<Vec<f64>, String> {
     text.split(',')
         .map(|part| {
-            part.trim().parse::<f64>().map_err(|_| {
-                bad_request(format!("Parameter '{name}' has an invalid value: {part}"))
-            })
+            part.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("Parameter '{name}' has an invalid value: {part}"))
         })
         .collect()
 }
@@ -169,7 +170,7 @@ async fn forecast(query: web::Query<Query>) -> HttpResponse {
         parse_list("longitude", &query.longitude),
     ) {
         (Ok(latitudes), Ok(longitudes)) => (latitudes, longitudes),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(reason), _) | (_, Err(reason)) => return bad_request(reason),
     };
     if latitudes.len() != longitudes.len() {
         return bad_request(

@@ -3,7 +3,7 @@
 //! outside. Each test starts its own stack (a named compose project on free
 //! ports) and removes it, volumes included, also when it fails.
 //!
-//!   cargo test --release -p stack-tests --test chaos -- --test-threads=1 --nocapture
+//!   cargo test --release -p stack-tests --test chaos -- --nocapture
 //!
 //! Figures for docs/resilience.md are printed as `scenario N figures: ...`.
 

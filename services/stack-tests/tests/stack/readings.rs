@@ -35,8 +35,9 @@ async fn readings_reach_the_proxy_the_panel_and_the_backups() {
     let pool = mysql_async::Pool::new(url.as_str());
     // 15 rows (the seed's page) take three ticks of seven cities.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let rows: Vec<(u64, String, Option<f64>, Option<u8>, String)> = loop {
-        let rows: Vec<(u64, String, Option<f64>, Option<u8>, String)> = match pool.get_conn().await {
+    type Row = (u64, String, Option<f64>, Option<u8>, String);
+    let rows: Vec<Row> = loop {
+        let rows: Vec<Row> = match pool.get_conn().await {
             Ok(mut conn) => conn
                 .query(
                     "SELECT id, ciudad, temperatura, humedad, DATE_FORMAT(fecha_registro, '%Y-%m-%d %H:%i:%s') \
