@@ -50,6 +50,6 @@ docker build -q -f docker/service.Dockerfile --target dist \
 # server), then the end-to-end and resilience tests against compose stacks
 # (services/stack-tests; they start one stack at a time).
 log "tests"
-cargo test --release --locked --workspace
+cargo test --release --locked --workspace --no-fail-fast
 
 log "all tests passed in $(( $(date +%s) - started )) s"

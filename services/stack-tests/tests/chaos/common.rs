@@ -367,7 +367,8 @@ impl<'a> Probe<'a> {
 
     /// Probes the panel every `every` until `hold` has passed since `since`,
     /// the outage's start, checking what it must show while the database is
-    /// unreachable.
+    /// unreachable. Within [`PANEL_NOTICES_OUTAGE_WITHIN`] of the start the
+    /// panel may still show its last read as current, without the banner.
     pub async fn hold_outage(&self, since: Instant, hold: Duration, every: Duration) -> OutageLog {
         let mut log = OutageLog::default();
         while since.elapsed() < hold {
@@ -381,9 +382,15 @@ impl<'a> Probe<'a> {
                         && page.body.contains(LAST_KNOWN)
                         && page.body.contains(LIVE_WEATHER)
                         && CITIES.iter().all(|(city, ..)| page.body.contains(city));
+                    let unnoticed = page.status == 200
+                        && !page.body.contains(BANNER)
+                        && page.body.contains(LIVE_WEATHER)
+                        && CITIES.iter().all(|(city, ..)| page.body.contains(city));
                     if full {
                         log.full_view += 1;
                         log.first_banner.get_or_insert(since.elapsed());
+                    } else if unnoticed && since.elapsed() < PANEL_NOTICES_OUTAGE_WITHIN {
+                        log.before_notice += 1;
                     } else {
                         log.problems.push(format!(
                             "+{}: page {} banner={} last_known={} weather={}",
@@ -426,6 +433,19 @@ pub type FullRow = (
     NaiveDateTime,
 );
 
+/// The panel reads the database in the background every
+/// `panel.data_refresh_secs` (5 s), each read bounded by
+/// `database.timeout_secs` (5 s): by then it shows an outage's banner.
+pub const PANEL_NOTICES_OUTAGE_WITHIN: Duration = Duration::from_secs(5 + 5 + 1);
+
+impl OutageLog {
+    /// Every probe showed the full outage view, or the data without the
+    /// banner before the panel could have noticed; and the banner came.
+    pub fn held(&self) -> bool {
+        self.full_view + self.before_notice == self.probes && self.first_banner.is_some()
+    }
+}
+
 /// What the panel did during an outage.
 #[derive(Debug, Default)]
 pub struct OutageLog {
@@ -433,6 +453,9 @@ pub struct OutageLog {
     /// Answers with status 200, the banner, the last known data of every
     /// city and live weather.
     pub full_view: u32,
+    /// Answers early in the outage with every city and live weather but no
+    /// banner yet: the panel's last read was before the outage.
+    pub before_notice: u32,
     pub first_banner: Option<Duration>,
     pub slowest: Duration,
     /// "path status" → how many times.
@@ -444,11 +467,12 @@ impl fmt::Display for OutageLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "panel answered {}/{} probes with banner + last known data + live weather (first at +{}, slowest answer {}); other endpoints: {:?}",
+            "panel answered {}/{} probes with banner + last known data + live weather (first at +{}, slowest answer {}), {} before it noticed the outage; other endpoints: {:?}",
             self.full_view,
             self.probes,
             self.first_banner.map_or("never".into(), secs),
             secs(self.slowest),
+            self.before_notice,
             self.statuses
         )
     }
