@@ -9,7 +9,7 @@
 //! ([`crate::retention::remove_leftovers`]).
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -102,12 +102,15 @@ pub async fn take(
 
     let temporary = TemporaryFile::create(directory, &name).map_err(write_error)?;
     let file = temporary.file().map_err(write_error)?;
-    let mut out = BufWriter::with_capacity(
-        256 * 1024,
-        Encoder::new(compression, file).map_err(write_error)?,
-    );
+    // Rows are decoded and serialised here, and the bytes compressed, hashed
+    // and written on a blocking thread, so that on two cores the two halves
+    // overlap. Only byte buffers cross (rows are freed where they were
+    // made), and at most a few of them: memory stays flat.
+    let (buffers, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let writer = tokio::task::spawn_blocking(move || write_file(file, compression, receiver));
     let (mut rows, mut min_id, mut max_id) = (0u64, None, None);
-    out.write_all(b"[\n").map_err(write_error)?;
+    let mut buffer = Vec::with_capacity(BUFFER_BYTES + 4096);
+    buffer.extend_from_slice(b"[\n");
     {
         let mut result = with_timeout(
             limit,
@@ -118,25 +121,33 @@ pub async fn take(
             let reading: Reading = mysql_async::from_row_opt(row)
                 .map_err(|error| SnapshotError::Row(format!("{:?}", error.0)))?;
             if rows > 0 {
-                out.write_all(b",\n").map_err(write_error)?;
+                buffer.extend_from_slice(b",\n");
             }
-            serde_json::to_writer(&mut out, &reading).map_err(|error| write_error(error.into()))?;
+            serde_json::to_writer(&mut buffer, &reading)
+                .map_err(|error| write_error(error.into()))?;
             min_id.get_or_insert(reading.id);
             max_id = Some(reading.id);
             rows += 1;
+            if buffer.len() >= BUFFER_BYTES {
+                let full = std::mem::replace(&mut buffer, Vec::with_capacity(BUFFER_BYTES + 4096));
+                // The writer stopped early: its error is what to report.
+                if buffers.send(full).await.is_err() {
+                    break;
+                }
+            }
         }
     }
+    buffer.extend_from_slice(b"\n]\n");
+    let _ = buffers.send(buffer).await;
+    // Closing the channel tells the writer the file is complete (or, if it
+    // stopped early, lets its error through).
+    drop(buffers);
+    let (_file, sha256, bytes) = writer
+        .await
+        .map_err(|error| write_error(io::Error::other(error)))?
+        .map_err(write_error)?;
     with_timeout(limit, conn.query_drop("COMMIT")).await?;
     drop(conn);
-    out.write_all(b"\n]\n").map_err(write_error)?;
-
-    let hashing = out
-        .into_inner()
-        .map_err(|error| write_error(error.into_error()))?
-        .finish()
-        .map_err(write_error)?;
-    let (file, sha256, bytes) = hashing.finish();
-    file.sync_all().map_err(write_error)?;
 
     let manifest = Manifest {
         file: name,
@@ -176,6 +187,26 @@ pub async fn take(
     }
     sync_directory(directory).map_err(write_error)?;
     Ok(manifest)
+}
+
+/// How much serialised JSON is handed to the writing thread at a time.
+const BUFFER_BYTES: usize = 256 * 1024;
+
+/// The writing half of [`take`]: every buffer received, through the chosen
+/// compression, into the file, fsynced. Returns the file with the SHA-256
+/// and size of what was written.
+fn write_file(
+    file: File,
+    compression: Compression,
+    mut buffers: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> io::Result<(File, String, u64)> {
+    let mut out = Encoder::new(compression, file)?;
+    while let Some(buffer) = buffers.blocking_recv() {
+        out.write_all(&buffer)?;
+    }
+    let (file, sha256, bytes) = out.finish()?.finish();
+    file.sync_all()?;
+    Ok((file, sha256, bytes))
 }
 
 /// A file under a hidden temporary name, removed on drop unless persisted:

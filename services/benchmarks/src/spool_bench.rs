@@ -3,9 +3,9 @@
 //! `INSERT` per row (the seed's way).
 //!
 //! "Ours" is the real code path: `sensor_simulator::spool::Spool` reopened
-//! from disk, `batches(1000)`, `telemetry_core::reading::insert_batch` per
-//! batch, exactly as `Sensor::flush_spool` does. The variants after it are
-//! prototypes that isolate one factor each, to explain the gap.
+//! from disk and `Spool::replay` with `REPLAY_BATCH`, exactly as
+//! `Sensor::flush_spool` calls it. The variants after it are prototypes that
+//! isolate one factor each, to explain the gap.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
-use sensor_simulator::spool::Spool;
+use sensor_simulator::spool::{Spool, REPLAY_BATCH};
 use telemetry_core::reading::insert_batch;
 use telemetry_core::NewReading;
 
@@ -22,8 +22,6 @@ use crate::db::{self, Server, LIMIT};
 use crate::report::{rate, secs, thousands, verdict, Cpu, Table};
 
 const DATABASE: &str = "bench_spool";
-/// `sensor.rs`'s REPLAY_BATCH (private there).
-const REPLAY_BATCH: usize = 1000;
 
 pub struct Options {
     pub rows: u64,
@@ -89,9 +87,9 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             &pool,
             rounds,
             n,
-            "ours: Spool::batches(1000) + insert_batch",
+            "ours: Spool::replay (1,000-row batches, one read ahead)",
             server_pid,
-            || replay_with_insert_batch(&pool, &spool_dir, REPLAY_BATCH),
+            || replay(&pool, &spool_dir, REPLAY_BATCH),
         )
         .await?,
     );
@@ -141,7 +139,7 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             n,
             "ours, with flush_log_at_trx_commit=1",
             server_pid,
-            || replay_with_insert_batch(&pool, &spool_dir, REPLAY_BATCH),
+            || replay(&pool, &spool_dir, REPLAY_BATCH),
         )
         .await?;
         let single = median(
@@ -174,9 +172,9 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             &pool,
             1,
             n,
-            "insert_batch with 5,000-row batches",
+            "Spool::replay with 5,000-row batches",
             server_pid,
-            || replay_with_insert_batch(&pool, &spool_dir, 5_000),
+            || replay(&pool, &spool_dir, 5_000),
         )
         .await?,
     );
@@ -207,20 +205,9 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             &pool,
             1,
             n,
-            "parse the next batch while the current one is inserted",
+            "no read ahead: parse, then insert, batch after batch",
             server_pid,
-            || replay_pipelined(&pool, &spool_dir, REPLAY_BATCH),
-        )
-        .await?,
-    );
-    prototypes.push(
-        median(
-            &pool,
-            1,
-            n,
-            "both: 5,000-row batches, next one parsed during the insert",
-            server_pid,
-            || replay_pipelined(&pool, &spool_dir, 5_000),
+            || replay_without_read_ahead(&pool, &spool_dir, REPLAY_BATCH),
         )
         .await?,
     );
@@ -368,8 +355,18 @@ where
     Ok(run)
 }
 
-/// Exactly `Sensor::flush_spool`'s loop, minus logging and metrics.
-async fn replay_with_insert_batch(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+/// What `Sensor::flush_spool` runs, minus logging, metrics and the clear.
+async fn replay(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    let spool = Spool::open(spool_dir, u64::MAX)?;
+    Ok(spool.replay(pool, batch_size, LIMIT).await?.readings)
+}
+
+/// The replay before it read ahead: each batch parsed, then inserted.
+async fn replay_without_read_ahead(
+    pool: &Pool,
+    spool_dir: &Path,
+    batch_size: usize,
+) -> Result<u64> {
     let spool = Spool::open(spool_dir, u64::MAX)?;
     let mut rows = 0;
     for batch in spool.batches(batch_size)? {
@@ -398,29 +395,6 @@ async fn replay_prepared_in_transaction(
         rows += batch.len() as u64;
     }
     conn.query_drop("COMMIT").await?;
-    Ok(rows)
-}
-
-/// `flush_spool` with the next batch read and parsed on a blocking thread
-/// while the current one is in flight: same statements, same order.
-async fn replay_pipelined(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
-    let spool = Spool::open(spool_dir, u64::MAX)?;
-    let read_next = |mut batches: sensor_simulator::spool::Batches| {
-        tokio::task::spawn_blocking(move || {
-            let batch = batches.next();
-            (batches, batch)
-        })
-    };
-    let mut next = read_next(spool.batches(batch_size)?);
-    let mut rows = 0;
-    loop {
-        let (batches, batch) = next.await?;
-        let Some(batch) = batch else { break };
-        let batch = batch?;
-        next = read_next(batches);
-        insert_batch(pool, &batch, LIMIT).await?;
-        rows += batch.len() as u64;
-    }
     Ok(rows)
 }
 

@@ -17,10 +17,8 @@ use telemetry_core::{NewReading, Source};
 use crate::schedule::{Schedule, Tick};
 use crate::settings::Settings;
 use crate::simulated;
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{ReplayError, Spool, SpoolError, REPLAY_BATCH};
 
-/// Rows per INSERT when replaying the spool.
-const REPLAY_BATCH: usize = 1000;
 /// When a fetch returns the observation we already have (the API lags its
 /// own schedule a little), ask again after this long rather than every tick.
 const SAME_OBSERVATION_RETRY: TimeDelta = TimeDelta::seconds(60);
@@ -338,48 +336,42 @@ impl Sensor {
     /// Replays the spool into the database in order; clears it only when
     /// every batch is stored. A failure leaves it for the next tick.
     async fn flush_spool(&mut self) {
-        let batches = match self.spool.batches(REPLAY_BATCH) {
-            Ok(batches) => batches,
-            Err(error) => {
+        let replayed = match self
+            .spool
+            .replay(&self.pool, REPLAY_BATCH, self.db_timeout)
+            .await
+        {
+            Ok(replayed) => replayed,
+            Err(ReplayError::Database(error)) => {
+                tracing::debug!(message = "database still unavailable; spool kept", %error);
+                return;
+            }
+            Err(ReplayError::Spool(error)) => {
                 tracing::error!(message = "cannot read spool", %error);
                 return;
             }
         };
-        let mut replayed = 0u64;
-        let mut batches = batches;
-        for batch in batches.by_ref() {
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(message = "cannot read spool", path = %self.spool.path().display(), %error);
-                    return;
-                }
-            };
-            if let Err(error) = insert_batch(&self.pool, &batch, self.db_timeout).await {
-                tracing::debug!(message = "database still unavailable; spool kept", %error);
-                return;
-            }
-            replayed += batch.len() as u64;
-        }
-        if batches.skipped > 0 {
+        if replayed.skipped > 0 {
             self.metrics
                 .dropped
-                .fetch_add(batches.skipped, Ordering::Relaxed);
+                .fetch_add(replayed.skipped, Ordering::Relaxed);
             tracing::error!(
                 message = "unreadable spool lines skipped",
-                skipped = batches.skipped
+                skipped = replayed.skipped
             );
         }
         if let Err(error) = self.spool.clear() {
             tracing::error!(message = "cannot clear spool; its rows will be replayed again (no duplicates)", %error);
             return;
         }
-        self.metrics.replayed.fetch_add(replayed, Ordering::Relaxed);
+        self.metrics
+            .replayed
+            .fetch_add(replayed.readings, Ordering::Relaxed);
         self.metrics.spool_bytes.store(0, Ordering::Relaxed);
         self.record_success();
         tracing::info!(
             message = "spool replayed into the database",
-            readings = replayed
+            readings = replayed.readings
         );
     }
 

@@ -15,8 +15,8 @@ pub fn reading(city: &City, tick: NaiveDateTime) -> NewReading {
     let phase = (solar_hours - 15.0) / 24.0 * std::f64::consts::TAU;
     let noise = unit_noise(&city.name, tick) - 0.5;
     let temperature = city.mean_temperature + DAILY_AMPLITUDE * phase.cos() + noise;
-    let humidity =
-        (75.0 - 4.0 * (temperature - city.mean_temperature) + 6.0 * noise).clamp(20.0, 100.0);
+    let humidity = (city.mean_humidity - 4.0 * (temperature - city.mean_temperature) + 6.0 * noise)
+        .clamp(20.0, 100.0);
     NewReading {
         ciudad: city.name.clone(),
         temperatura: Some((temperature * 10.0).round() / 10.0),
@@ -66,6 +66,19 @@ mod tests {
             assert!((20..=100).contains(&r.humedad.unwrap()));
             assert_eq!(r.source, Source::Simulated);
         }
+    }
+
+    #[test]
+    fn humidity_follows_each_citys_climate() {
+        let cities = default_cities();
+        let mean = |name: &str| {
+            let city = cities.iter().find(|city| city.name == name).unwrap();
+            (0..24)
+                .map(|hour| f64::from(reading(city, tick(hour)).humedad.unwrap()))
+                .sum::<f64>()
+                / 24.0
+        };
+        assert!(mean("Cartagena") > mean("Medellín") + 8.0);
     }
 
     #[test]

@@ -9,10 +9,35 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use mysql_async::Pool;
+use telemetry_core::database::DatabaseError;
+use telemetry_core::reading::insert_batch;
 use telemetry_core::NewReading;
 
 const FILE_NAME: &str = "readings.jsonl";
+
+/// Rows per replayed `INSERT` (9 placeholders a row, far under the
+/// protocol's 65,535).
+pub const REPLAY_BATCH: usize = 1000;
+
+/// What a replay stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    pub readings: u64,
+    /// Lines that did not parse (never written by us whole): counted as
+    /// dropped by the caller.
+    pub skipped: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -115,6 +140,47 @@ impl Spool {
             batch_size,
             skipped: 0,
         })
+    }
+
+    /// Writes the spool into the database in order, `batch_size` rows per
+    /// multi-row `INSERT`. The next batch is read and parsed on a blocking
+    /// thread while the current one is in flight (the two take comparable
+    /// time). Stops at the first failure; the spool itself is left as it is,
+    /// for the caller to [`clear`](Self::clear) once everything is stored.
+    pub async fn replay(
+        &self,
+        pool: &Pool,
+        batch_size: usize,
+        limit: Duration,
+    ) -> Result<Replayed, ReplayError> {
+        let path = self.path.clone();
+        let mut batches = self.batches(batch_size)?;
+        // Capacity 1: one batch parsed ahead, never the whole spool in memory.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::task::spawn_blocking(move || {
+            for batch in batches.by_ref() {
+                let failed = batch.is_err();
+                // A closed channel means the replay stopped: stop reading.
+                if sender.blocking_send(batch).is_err() || failed {
+                    break;
+                }
+            }
+            batches.skipped
+        });
+        let mut readings = 0;
+        while let Some(batch) = receiver.recv().await {
+            let batch = batch.map_err(|source| SpoolError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            insert_batch(pool, &batch, limit).await?;
+            readings += batch.len() as u64;
+        }
+        let skipped = reader.await.map_err(|error| SpoolError::Io {
+            path,
+            source: io::Error::other(error),
+        })?;
+        Ok(Replayed { readings, skipped })
     }
 
     /// Empties the spool once everything in it is stored.

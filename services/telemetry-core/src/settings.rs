@@ -102,6 +102,20 @@ pub fn validate_cities(section: &str, cities: &[City]) -> Result<(), SettingsErr
                 "must be -180..180",
             ));
         }
+        if !(-60.0..=60.0).contains(&city.mean_temperature) {
+            return Err(SettingsError::invalid(
+                key("mean_temperature"),
+                city.mean_temperature,
+                "must be -60..60 (°C)",
+            ));
+        }
+        if !(0.0..=100.0).contains(&city.mean_humidity) {
+            return Err(SettingsError::invalid(
+                key("mean_humidity"),
+                city.mean_humidity,
+                "must be 0..100 (%)",
+            ));
+        }
     }
     Ok(())
 }

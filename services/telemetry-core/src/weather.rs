@@ -29,10 +29,18 @@ pub struct City {
     /// source.
     #[serde(default = "default_mean_temperature")]
     pub mean_temperature: f64,
+    /// Mean relative humidity of the city's climate, in %, used only by the
+    /// simulated source.
+    #[serde(default = "default_mean_humidity")]
+    pub mean_humidity: f64,
 }
 
 fn default_mean_temperature() -> f64 {
     22.0
+}
+
+fn default_mean_humidity() -> f64 {
+    75.0
 }
 
 impl City {
@@ -42,6 +50,14 @@ impl City {
             latitude,
             longitude,
             mean_temperature,
+            mean_humidity: default_mean_humidity(),
+        }
+    }
+
+    pub fn with_mean_humidity(self, mean_humidity: f64) -> Self {
+        Self {
+            mean_humidity,
+            ..self
         }
     }
 }
@@ -49,13 +65,13 @@ impl City {
 /// The seed's seven Colombian cities (coordinates of each city centre).
 pub fn default_cities() -> Vec<City> {
     vec![
-        City::new("Bogotá", 4.7110, -74.0721, 14.0),
-        City::new("Medellín", 6.2442, -75.5812, 22.0),
-        City::new("Cali", 3.4516, -76.5320, 24.5),
-        City::new("Cartagena", 10.3910, -75.4794, 28.0),
-        City::new("Manizales", 5.0703, -75.5138, 17.0),
-        City::new("Pereira", 4.8133, -75.6961, 21.5),
-        City::new("Bucaramanga", 7.1193, -73.1227, 23.5),
+        City::new("Bogotá", 4.7110, -74.0721, 14.0).with_mean_humidity(77.0),
+        City::new("Medellín", 6.2442, -75.5812, 22.0).with_mean_humidity(68.0),
+        City::new("Cali", 3.4516, -76.5320, 24.5).with_mean_humidity(72.0),
+        City::new("Cartagena", 10.3910, -75.4794, 28.0).with_mean_humidity(80.0),
+        City::new("Manizales", 5.0703, -75.5138, 17.0).with_mean_humidity(82.0),
+        City::new("Pereira", 4.8133, -75.6961, 21.5).with_mean_humidity(78.0),
+        City::new("Bucaramanga", 7.1193, -73.1227, 23.5).with_mean_humidity(76.0),
     ]
 }
 
