@@ -127,9 +127,15 @@ pub const COLUMNS: &str = "id, ciudad, temperatura, humedad, fecha_registro, sou
 
 impl FromRow for Reading {
     fn from_row_opt(row: Row) -> Result<Self, FromRowError> {
-        let source = match row.get_opt::<String, _>(5) {
-            Some(Ok(text)) => text.parse().map_err(|_| FromRowError(row.clone()))?,
-            _ => return Err(FromRowError(row)),
+        // Parsed from the row's own bytes: a backup decodes millions of rows.
+        let source = match row.as_ref(5) {
+            Some(Value::Bytes(bytes)) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| text.parse().ok()),
+            _ => None,
+        };
+        let Some(source) = source else {
+            return Err(FromRowError(row));
         };
         type Columns = (
             u64,
@@ -137,7 +143,7 @@ impl FromRow for Reading {
             Option<f64>,
             Option<u8>,
             NaiveDateTime,
-            String,
+            Value,
             Option<NaiveDateTime>,
             Option<f64>,
             Option<u16>,
