@@ -10,7 +10,7 @@ use mysql_async::{FromRowError, Pool, Row, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::database::{with_timeout, DatabaseError};
-use crate::time::seed_format;
+use crate::time::{seed_format, seed_timestamp};
 
 /// Where a reading came from. Simulated readings are always stored as such,
 /// never passed off as measured.
@@ -122,6 +122,48 @@ impl Serialize for Reading {
 }
 
 /// Column list in the order `Reading` is read from a row.
+impl Reading {
+    /// Appends the reading as one JSON object, the same bytes as its
+    /// `Serialize` (a test checks), for the backup's hot loop: the keys are
+    /// written as they are instead of escaped one by one on every row.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and these values always serialise.
+        fn value(out: &mut Vec<u8>, value: &impl Serialize) {
+            serde_json::to_writer(&mut *out, value).expect("serialising to memory");
+        }
+        fn timestamp(out: &mut Vec<u8>, time: &NaiveDateTime) {
+            out.push(b'"');
+            out.extend_from_slice(seed_timestamp(time).as_str().as_bytes());
+            out.push(b'"');
+        }
+        let reading = &self.reading;
+        out.extend_from_slice(b"{\"id\":");
+        value(out, &self.id);
+        out.extend_from_slice(b",\"ciudad\":");
+        value(out, &reading.ciudad);
+        out.extend_from_slice(b",\"temperatura\":");
+        value(out, &reading.temperatura);
+        out.extend_from_slice(b",\"humedad\":");
+        value(out, &reading.humedad);
+        out.extend_from_slice(b",\"fecha_registro\":");
+        timestamp(out, &reading.fecha_registro);
+        out.extend_from_slice(b",\"source\":\"");
+        out.extend_from_slice(reading.source.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"observed_at\":");
+        match &reading.observed_at {
+            Some(time) => timestamp(out, time),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"apparent_temperature\":");
+        value(out, &reading.apparent_temperature);
+        out.extend_from_slice(b",\"weather_code\":");
+        value(out, &reading.weather_code);
+        out.extend_from_slice(b",\"wind_speed\":");
+        value(out, &reading.wind_speed);
+        out.push(b'}');
+    }
+}
+
 pub const COLUMNS: &str = "id, ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
                            apparent_temperature, weather_code, wind_speed";
 
@@ -305,6 +347,30 @@ mod tests {
             ),
             "{json}"
         );
+    }
+
+    #[test]
+    fn write_json_gives_the_same_bytes_as_serialize() {
+        let mut readings = vec![sample()];
+        let mut odd = sample();
+        odd.id = u64::MAX;
+        odd.reading.ciudad = "Bogotá \"norte\"\\\n\u{1}".into();
+        odd.reading.temperatura = Some(f64::NAN);
+        odd.reading.humedad = None;
+        odd.reading.source = Source::Simulated;
+        odd.reading.observed_at = Some(odd.reading.fecha_registro);
+        odd.reading.apparent_temperature = Some(-1.5e-7);
+        odd.reading.weather_code = None;
+        odd.reading.wind_speed = Some(f64::INFINITY);
+        readings.push(odd);
+        for reading in readings {
+            let mut written = Vec::new();
+            reading.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&reading).unwrap()
+            );
+        }
     }
 
     #[test]
