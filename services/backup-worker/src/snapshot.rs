@@ -117,16 +117,25 @@ pub async fn take(
             conn.exec_iter(format!("SELECT {COLUMNS} FROM mediciones ORDER BY id"), ()),
         )
         .await?;
-        // A server that stops sending rows fails the dump after `limit`.
-        // The deadline moves every STALL_CHECK_ROWS rows rather than every
-        // row: reading the clock per row was a visible share of the CPU.
-        let stall = tokio::time::sleep(limit);
-        tokio::pin!(stall);
+        // A server that sends no row for a whole `limit` fails the dump
+        // (noticed within twice that). One timer checks for progress every
+        // `limit`: a timeout per row read the clock per row, a visible share
+        // of the CPU.
+        let check = tokio::time::sleep(limit);
+        tokio::pin!(check);
+        let mut rows_at_check = 0;
         loop {
             let row = tokio::select! {
                 biased;
                 row = result.next() => row.map_err(DatabaseError::from)?,
-                () = &mut stall => return Err(DatabaseError::Timeout(limit).into()),
+                () = &mut check => {
+                    if rows == rows_at_check {
+                        return Err(DatabaseError::Timeout(limit).into());
+                    }
+                    rows_at_check = rows;
+                    check.as_mut().reset(tokio::time::Instant::now() + limit);
+                    continue;
+                }
             };
             let Some(row) = row else { break };
             let reading: Reading = mysql_async::from_row_opt(row)
@@ -138,9 +147,6 @@ pub async fn take(
             min_id.get_or_insert(reading.id);
             max_id = Some(reading.id);
             rows += 1;
-            if rows % STALL_CHECK_ROWS == 0 {
-                stall.as_mut().reset(tokio::time::Instant::now() + limit);
-            }
             if buffer.len() >= BUFFER_BYTES {
                 let full = std::mem::replace(&mut buffer, Vec::with_capacity(BUFFER_BYTES + 4096));
                 // The writer stopped early: its error is what to report.
@@ -201,9 +207,6 @@ pub async fn take(
     sync_directory(directory).map_err(write_error)?;
     Ok(manifest)
 }
-
-/// How often (in rows) the dump's stall deadline is moved forward.
-const STALL_CHECK_ROWS: u64 = 1024;
 
 /// How much serialised JSON is handed to the writing thread at a time.
 const BUFFER_BYTES: usize = 256 * 1024;
