@@ -161,7 +161,7 @@ pub async fn take(
     // Closing the channel tells the writer the file is complete (or, if it
     // stopped early, lets its error through).
     drop(buffers);
-    let (_file, sha256, bytes) = writer
+    let (sha256, bytes) = writer
         .await
         .map_err(|error| write_error(io::Error::other(error)))?
         .map_err(write_error)?;
@@ -212,20 +212,20 @@ pub async fn take(
 const BUFFER_BYTES: usize = 256 * 1024;
 
 /// The writing half of [`take`]: every buffer received, through the chosen
-/// compression, into the file, fsynced. Returns the file with the SHA-256
-/// and size of what was written.
+/// compression, into the file, fsynced. Returns the SHA-256 and size of what
+/// was written.
 fn write_file(
     file: File,
     compression: Compression,
     mut buffers: tokio::sync::mpsc::Receiver<Vec<u8>>,
-) -> io::Result<(File, String, u64)> {
+) -> io::Result<(String, u64)> {
     let mut out = Encoder::new(compression, file)?;
     while let Some(buffer) = buffers.blocking_recv() {
         out.write_all(&buffer)?;
     }
     let (file, sha256, bytes) = out.finish()?.finish();
     file.sync_all()?;
-    Ok((file, sha256, bytes))
+    Ok((sha256, bytes))
 }
 
 /// A file under a hidden temporary name, removed on drop unless persisted:

@@ -121,7 +121,6 @@ impl Serialize for Reading {
     }
 }
 
-/// Column list in the order `Reading` is read from a row.
 impl Reading {
     /// Appends the reading as one JSON object, the same bytes as its
     /// `Serialize` (a test checks), for the backup's hot loop: the keys are
@@ -164,6 +163,7 @@ impl Reading {
     }
 }
 
+/// Column list in the order `Reading` is read from a row.
 pub const COLUMNS: &str = "id, ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
                            apparent_temperature, weather_code, wind_speed";
 

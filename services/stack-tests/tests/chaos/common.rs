@@ -377,15 +377,12 @@ impl<'a> Probe<'a> {
             match self.get("/").await {
                 Ok(page) => {
                     log.slowest = log.slowest.max(page.elapsed);
-                    let full = page.status == 200
-                        && page.body.contains(BANNER)
-                        && page.body.contains(LAST_KNOWN)
+                    let shows_data = page.status == 200
                         && page.body.contains(LIVE_WEATHER)
                         && CITIES.iter().all(|(city, ..)| page.body.contains(city));
-                    let unnoticed = page.status == 200
-                        && !page.body.contains(BANNER)
-                        && page.body.contains(LIVE_WEATHER)
-                        && CITIES.iter().all(|(city, ..)| page.body.contains(city));
+                    let banner = page.body.contains(BANNER);
+                    let full = shows_data && banner && page.body.contains(LAST_KNOWN);
+                    let unnoticed = shows_data && !banner;
                     if full {
                         log.full_view += 1;
                         log.first_banner.get_or_insert(since.elapsed());
