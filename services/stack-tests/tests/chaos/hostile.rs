@@ -36,9 +36,11 @@ async fn hostile_input_is_refused_without_harm() {
         // The first mode is already on (WEATHER_STUB_MODE); setting it
         // again checks that the stub image has the hostile modes at all.
         set_mode(&stack, mode);
-        // Each wait below ends when a fetch's last attempt has failed, well
-        // before the next tick: so the next fetch, all its attempts, runs
-        // against the mode set now (the first against the mode set at start).
+        // Each wait below ends when a fetch's last attempt has failed, before
+        // the next tick: so the next fetch, all its attempts, runs against
+        // the mode set now (the first against the mode set at start). Only
+        // the trickle outlasts its tick: the fetch after it may start before
+        // the switch to `normal`, which its 60 s wait allows for.
         let before = if index == 0 {
             Metrics::default()
         } else {

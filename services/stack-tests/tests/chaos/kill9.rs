@@ -362,6 +362,9 @@ fn orphans(stack: &Stack, before: NaiveDateTime) -> Vec<String> {
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| name.starts_with("mediciones-") && !name.ends_with(".manifest.json"))
         .filter(|name| !directory.join(format!("{name}.manifest.json")).exists())
+        // Retention may have removed the snapshot and then its manifest
+        // since the listing: that is no orphan.
+        .filter(|name| directory.join(name).exists())
         .filter(|name| {
             let stamp = name
                 .trim_start_matches("mediciones-")
