@@ -479,3 +479,22 @@ impl ContainerState {
             && (self.health.is_empty() || self.health == "healthy")
     }
 }
+
+/// The Open-Meteo stand-in's values (src/bin/open-meteo-stub.rs), shared
+/// with the tests that check what the sensor stored from them.
+pub mod stub_weather {
+    /// Observation slots the temperature cycles through, one per `current`
+    /// interval.
+    pub const SLOTS: i64 = 5;
+
+    /// Temperature of a place in an observation slot: warmer near the coast
+    /// (higher latitude here), rounded to a tenth as the API reports it.
+    pub fn temperature(latitude: f64, slot: i64) -> f64 {
+        ((14.0 + latitude.abs() * 1.3 + (slot % SLOTS) as f64 * 0.2) * 10.0).round() / 10.0
+    }
+
+    /// Relative humidity of a place, in %.
+    pub fn humidity(longitude: f64) -> u8 {
+        (60.0 + (longitude.abs() % 7.0) * 4.0).round() as u8
+    }
+}

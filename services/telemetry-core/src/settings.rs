@@ -88,33 +88,31 @@ pub fn validate_cities(section: &str, cities: &[City]) -> Result<(), SettingsErr
                 "is listed twice",
             ));
         }
-        if !(-90.0..=90.0).contains(&city.latitude) {
-            return Err(SettingsError::invalid(
-                key("latitude"),
-                city.latitude,
-                "must be -90..90",
-            ));
-        }
-        if !(-180.0..=180.0).contains(&city.longitude) {
-            return Err(SettingsError::invalid(
-                key("longitude"),
+        let ranges = [
+            ("latitude", city.latitude, -90.0..=90.0, "must be -90..90"),
+            (
+                "longitude",
                 city.longitude,
+                -180.0..=180.0,
                 "must be -180..180",
-            ));
-        }
-        if !(-60.0..=60.0).contains(&city.mean_temperature) {
-            return Err(SettingsError::invalid(
-                key("mean_temperature"),
+            ),
+            (
+                "mean_temperature",
                 city.mean_temperature,
+                -60.0..=60.0,
                 "must be -60..60 (°C)",
-            ));
-        }
-        if !(0.0..=100.0).contains(&city.mean_humidity) {
-            return Err(SettingsError::invalid(
-                key("mean_humidity"),
+            ),
+            (
+                "mean_humidity",
                 city.mean_humidity,
+                0.0..=100.0,
                 "must be 0..100 (%)",
-            ));
+            ),
+        ];
+        for (field, value, range, reason) in ranges {
+            if !range.contains(&value) {
+                return Err(SettingsError::invalid(key(field), value, reason));
+            }
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use chrono::{DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use stack_tests::stub_weather;
 
 /// The `current` block refreshes every 15 minutes, like the real API.
 const INTERVAL_SECS: i64 = 900;
@@ -205,15 +206,9 @@ async fn forecast(query: web::Query<Query>) -> HttpResponse {
         .zip(&longitudes)
         .enumerate()
         .map(|(index, (&latitude, &longitude))| {
-            // Warmer near the coast (higher latitude here), a deterministic
-            // value per place and observation.
-            let temperature = ((14.0
-                + latitude.abs() * 1.3
-                + (observed.timestamp() / INTERVAL_SECS % 5) as f64 * 0.2)
-                * 10.0)
-                .round()
-                / 10.0;
-            let humidity = (60.0 + (longitude.abs() % 7.0) * 4.0).round();
+            let temperature =
+                stub_weather::temperature(latitude, observed.timestamp() / INTERVAL_SECS);
+            let humidity = f64::from(stub_weather::humidity(longitude));
             let mut current = serde_json::Map::new();
             current.insert(
                 "time".into(),

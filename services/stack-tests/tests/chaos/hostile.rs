@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use stack_tests::Stack;
+use stack_tests::{stub_weather, Stack};
 
 use crate::common::*;
 
@@ -113,14 +113,16 @@ async fn hostile_input_is_refused_without_harm() {
             .find(|row| row.0 == city && row.7 == tick)
             .unwrap_or_else(|| panic!("{city} missing at {tick}: {rows:?}"));
         let (_, temperature, humidity, apparent, code, wind, source, _) = row;
-        assert_eq!(*humidity, Some(stub_humidity(longitude)), "{row:?}");
+        assert_eq!(
+            *humidity,
+            Some(stub_weather::humidity(longitude)),
+            "{row:?}"
+        );
         let temperature = temperature.unwrap_or_else(|| panic!("{row:?}"));
         assert!(
-            stub_temperatures(latitude)
-                .iter()
-                .any(|expected| (expected - temperature).abs() < 1e-9),
-            "{row:?} is none of the stub's {:?}",
-            stub_temperatures(latitude)
+            (0..stub_weather::SLOTS)
+                .any(|slot| (stub_weather::temperature(latitude, slot) - temperature).abs() < 1e-9),
+            "{row:?} is none of the stub's temperatures for latitude {latitude}"
         );
         assert_eq!(
             (*code, *wind, source.as_str()),
@@ -159,7 +161,7 @@ async fn hostile_input_is_refused_without_harm() {
         .filter(|(city, temperature, humidity, apparent, code, wind, ..)| {
             let longitude = CITIES.iter().find(|c| c.0 == city).unwrap().2;
             temperature.is_none()
-                && *humidity == Some(stub_humidity(longitude))
+                && *humidity == Some(stub_weather::humidity(longitude))
                 && apparent.is_none()
                 && code.is_none()
                 && wind.is_none()
@@ -182,19 +184,6 @@ fn set_mode(stack: &Stack, mode: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
     say(format!("scenario 6: stub switched to `{mode}`"));
-}
-
-/// The temperatures the stub can report for a place: one per observation
-/// slot, rounded to a tenth as the stub rounds them (src/bin/open-meteo-stub.rs).
-fn stub_temperatures(latitude: f64) -> [f64; 5] {
-    std::array::from_fn(|slot| {
-        ((14.0 + latitude.abs() * 1.3 + slot as f64 * 0.2) * 10.0).round() / 10.0
-    })
-}
-
-/// The stub's humidity for a place (src/bin/open-meteo-stub.rs).
-fn stub_humidity(longitude: f64) -> u8 {
-    (60.0 + (longitude.abs() % 7.0) * 4.0).round() as u8
 }
 
 /// What a hostile request may get back.
