@@ -83,9 +83,17 @@ trim_rootfs() {
 bootstrap() {
 	local dir=$1 pkgs=$2
 	mkdir -p "$CACHE_DIR"
-	debootstrap --variant=minbase --cache-dir="$CACHE_DIR" --include="$pkgs" \
-		"$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 ||
-		{ tail -n 30 "$dir.log" >&2; die "debootstrap failed for $dir (log: $dir.log)"; }
+	# Two bootstraps share the cache and can race on one package (seen here:
+	# "Couldn't download packages"): a second try starts from a clean folder.
+	local attempt
+	for attempt in 1 2; do
+		debootstrap --variant=minbase --cache-dir="$CACHE_DIR" --include="$pkgs" \
+			"$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 && return 0
+		log "debootstrap of $dir failed (attempt $attempt): $(grep -m1 '^E:' "$dir.log" || tail -n1 "$dir.log")"
+		rm -rf "$dir"
+	done
+	tail -n 30 "$dir.log" >&2
+	die "debootstrap failed for $dir (log: $dir.log)"
 }
 
 # import DIR IMAGE [--change ...]: numeric owners so the image keeps the
@@ -98,7 +106,7 @@ import_rootfs() {
 
 build_mariadb_base() {
 	local dir=$WORK/mariadb
-	bootstrap "$dir" mariadb-server-core,mariadb-client-core,tzdata,ca-certificates
+	bootstrap "$dir" mariadb-server-core,mariadb-client-core,tzdata,ca-certificates,openssl
 	# mysqladmin (for `mysqladmin ping` healthchecks, same command as mysql:8.0)
 	# lives in mariadb-client, which drags in perl (~70 MB). Take just the
 	# self-contained binary from the .deb named in the bootstrap's own index,
