@@ -52,3 +52,17 @@ build_binaries() {
     log "building the workspace (release)"
     cargo build --release --locked --workspace --bins
 }
+
+# docker-compose on this checkout's stack: the project COMPOSE_PROJECT_NAME
+# (default telemetria) from the files in COMPOSE_FILE (default: the whole
+# stack on one host; the cloud host alone: COMPOSE_FILE=compose/cloud.yml),
+# with the offline images when scripts/build-images.sh has named them.
+stack_compose() {
+    local env_file=()
+    [ ! -f "$ROOT/compose/.env.offline" ] || env_file=(--env-file "$ROOT/compose/.env.offline")
+    (
+        cd "$ROOT"
+        export COMPOSE_FILE=${COMPOSE_FILE:-compose/cloud.yml:compose/local.yml:compose/one-host.yml}
+        docker-compose "${env_file[@]}" -p "${COMPOSE_PROJECT_NAME:-telemetria}" "$@"
+    )
+}

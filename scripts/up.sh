@@ -39,26 +39,10 @@ if [ "$rebuild" = 1 ] || [ "$missing" = 1 ] || [ ! -f compose/.env.offline ]; th
     scripts/build-images.sh
 fi
 
-# Strong random passwords, generated once, kept out of git.
-export TELEMETRIA_SECRETS_DIR=./secrets
-if [ ! -f compose/secrets/db_root_password.txt ]; then
-    log "generating database passwords in compose/secrets/"
-    mkdir -p compose/secrets
-    chmod 700 compose/secrets
-    for name in db_root_password sensor_db_password backup_db_password panel_db_password; do
-        head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"compose/secrets/$name.txt"
-        chmod 644 "compose/secrets/$name.txt"
-    done
-fi
-
-# The backup worker runs as UID 10001; the bind-mounted directory must be
-# writable by it.
+# Passwords, the certificate authority and the server certificate are made
+# by the stack itself on first start (the `credentials` job, see
+# docs/security.md), into volumes: nothing to prepare here.
 mkdir -p volumes/backups
-if [ "$(id -u)" = 0 ]; then
-    chown 10001:10001 volumes/backups
-else
-    export BACKUP_USER="$(id -u):$(id -g)"
-fi
 
 if [ -z "${SENSOR_SOURCE:-}" ]; then
     if command -v curl >/dev/null && curl -fsS -m 5 -o /dev/null \
@@ -75,7 +59,8 @@ fi
 cores=$(nproc)
 export FRONTEND_CPUS=${FRONTEND_CPUS:-$((cores < 2 ? cores : 2))}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-telemetria}
-compose=(docker-compose --env-file compose/.env.offline -p "$COMPOSE_PROJECT_NAME" -f compose/docker-compose.yml)
+compose=(docker-compose --env-file compose/.env.offline -p "$COMPOSE_PROJECT_NAME"
+    -f compose/cloud.yml -f compose/local.yml -f compose/one-host.yml)
 
 log "starting project $COMPOSE_PROJECT_NAME (sensor source: $SENSOR_SOURCE)"
 "${compose[@]}" up -d --no-build
@@ -87,7 +72,7 @@ while :; do
     for id in $("${compose[@]}" ps -q); do
         state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
         case "$state" in
-        *" running healthy" | *db-migrate*" exited "*) ;;
+        *" running healthy" | *db-migrate*" exited "* | *credentials*" exited "* | *backups-init*" exited "*) ;;
         *) waiting+=("$state") ;;
         esac
     done
@@ -98,16 +83,18 @@ while :; do
     fi
     sleep 1
 done
-# db-migrate must have succeeded, not merely exited.
-migrate=$("${compose[@]}" ps -q db-migrate)
-[ -z "$migrate" ] || [ "$(docker inspect -f '{{.State.ExitCode}}' "$migrate")" = 0 ] ||
-    die "db-migrate failed: ${compose[*]} logs db-migrate"
+# The one-shot jobs must have succeeded, not merely exited.
+for job in credentials backups-init db-migrate; do
+    id=$("${compose[@]}" ps -q "$job")
+    [ -z "$id" ] || [ "$(docker inspect -f '{{.State.ExitCode}}' "$id")" = 0 ] ||
+        die "$job failed: ${compose[*]} logs $job"
+done
 
 log "healthy in $(($(date +%s) - started)) s"
 cat <<MSG
 
   Panel:     http://localhost:${PANEL_PORT:-5000}/
-  Database:  mariadb -h127.0.0.1 -P${PROXY_PORT:-33060} -upanel -p"\$(cat compose/secrets/panel_db_password.txt)" telemetria
+  Database:  scripts/db-client.sh panel     (TLS, password read from the stack, never on a command line)
   Backups:   volumes/backups/
   Logs:      ${compose[*]} logs -f
   Stop:      ${compose[*]} down        (add -v to delete the data)

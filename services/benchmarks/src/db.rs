@@ -46,6 +46,7 @@ impl Server {
             // Generous: a 1,000-row batch on a busy shared machine must not
             // be cut off by the services' 5 s default.
             timeout_secs: 60,
+            ca_file: None,
         }
     }
 

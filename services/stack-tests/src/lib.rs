@@ -1,5 +1,5 @@
 //! Test harness for the compose stack: starting and stopping a project of the
-//! whole stack on free ports, with its own secrets and backup directory, and
+//! whole stack on free ports, with its own credentials and backup directory, and
 //! the container-level tools the chaos suite needs (the state of a service,
 //! `kill -9` from the host, network names and addresses, placeholder
 //! containers). Used by the end-to-end and chaos test binaries in tests/.
@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod wan;
 
 pub fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,22 +26,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn random_password() -> String {
-    let mut raw = [0u8; 18];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut raw)
-        .unwrap();
-    raw.iter()
-        .map(|b| {
-            char::from(
-                b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"[*b as usize % 57],
-            )
-        })
-        .collect()
 }
 
 /// One stack at a time per test binary: the scenarios time outages and
@@ -74,13 +60,19 @@ impl Drop for StackSlot {
     }
 }
 
+/// The compose files of the whole stack on one host, plus the tests' own
+/// (the Open-Meteo stand-in), relative to the repository root.
+const STACK_FILES: &str =
+    "compose/cloud.yml:compose/local.yml:compose/one-host.yml:services/stack-tests/compose.e2e.yml";
+
 /// A running compose project; `down -v` when dropped, also when a test fails.
 pub struct Stack {
     pub project: String,
     pub proxy_port: u16,
     pub panel_port: u16,
     pub backups: tempfile::TempDir,
-    pub secrets: tempfile::TempDir,
+    /// The stack's certificate authority (ca.pem), copied out once it is up.
+    authority: tempfile::NamedTempFile,
     env: BTreeMap<String, String>,
     // Declared last: released only after `drop` has taken the stack down.
     _slot: StackSlot,
@@ -108,18 +100,6 @@ impl Stack {
             );
         }
         let project = format!("telemetria-e2e-{}-{}", std::process::id(), free_port());
-        let secrets = tempfile::tempdir().unwrap();
-        for name in [
-            "db_root_password",
-            "sensor_db_password",
-            "backup_db_password",
-            "panel_db_password",
-        ] {
-            let path = secrets.path().join(format!("{name}.txt"));
-            std::fs::write(&path, random_password()).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                .unwrap();
-        }
         let backups = tempfile::tempdir().unwrap();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let proxy_port = free_port();
@@ -130,10 +110,8 @@ impl Stack {
             ("PANEL_BIND", "127.0.0.1".to_owned()),
             ("PANEL_PORT", panel_port.to_string()),
             ("BACKUPS_DIR", backups.path().display().to_string()),
-            (
-                "TELEMETRIA_SECRETS_DIR",
-                secrets.path().display().to_string(),
-            ),
+            ("COMPOSE_FILE", STACK_FILES.to_owned()),
+            ("COMPOSE_PROJECT_NAME", project.clone()),
             ("WEATHER_BASE_URL", "http://weather-stub:8080".to_owned()),
             ("SENSOR_SOURCE", "open-meteo".to_owned()),
             ("FRONTEND_CPUS", "1".to_owned()),
@@ -141,14 +119,6 @@ impl Stack {
             ("COMPOSE_DOCKER_CLI_BUILD", "0".to_owned()),
         ] {
             env.insert(key.into(), value);
-        }
-        // Root can hand the directory to the services' user; anyone else
-        // runs the backup worker as themselves.
-        let uid = unsafe_uid();
-        if uid == 0 {
-            std::os::unix::fs::chown(backups.path(), Some(10001), Some(10001)).unwrap();
-        } else {
-            env.insert("BACKUP_USER".into(), format!("{uid}:{uid}"));
         }
         for (key, value) in extra_env {
             env.insert((*key).into(), (*value).into());
@@ -158,7 +128,7 @@ impl Stack {
             proxy_port,
             panel_port,
             backups,
-            secrets,
+            authority: tempfile::NamedTempFile::new().unwrap(),
             env,
             _slot: slot,
         };
@@ -170,6 +140,9 @@ impl Stack {
             String::from_utf8_lossy(&output.stderr)
         );
         stack.wait_healthy(Duration::from_secs(240));
+        let ca = stack.exec("db-master", &["cat", "/run/credentials/ca.pem"]);
+        assert!(ca.status.success(), "ca.pem: {ca:?}");
+        std::fs::write(stack.authority.path(), &ca.stdout).unwrap();
         println!(
             "stack {} healthy in {:.1} s",
             stack.project,
@@ -184,21 +157,41 @@ impl Stack {
             .current_dir(&root)
             .envs(&self.env)
             .args(["--env-file", "compose/.env.offline"])
-            .args(["-p", &self.project])
-            .args([
-                "-f",
-                "compose/docker-compose.yml",
-                "-f",
-                "services/stack-tests/compose.e2e.yml",
-            ])
             .args(args)
             .output()
             .expect("docker-compose runs")
     }
 
-    pub fn secret(&self, name: &str) -> String {
-        std::fs::read_to_string(self.secrets.path().join(format!("{name}_db_password.txt")))
-            .unwrap()
+    /// The password of a database account (`panel`, `sensor`, …), read where
+    /// the stack keeps it.
+    pub fn secret(&self, account: &str) -> String {
+        let file = format!("/run/credentials/{account}_password");
+        let output = self.exec("db-master", &["cat", &file]);
+        assert!(output.status.success(), "{file}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The stack's certificate authority (PEM), as the services trust it.
+    pub fn ca_file(&self) -> &Path {
+        self.authority.path()
+    }
+
+    /// Driver options for `account` through the published proxy port, with
+    /// TLS verified against the stack's authority, as the services connect.
+    pub fn database_opts(&self, account: &str) -> mysql_async::OptsBuilder {
+        database_opts(
+            "127.0.0.1",
+            self.proxy_port,
+            account,
+            &self.secret(account),
+            self.ca_file(),
+        )
+    }
+
+    /// The environment the stack was started with (compose files, project,
+    /// ports), for running the repository's scripts against it.
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
     }
 
     /// Container ids of the project's running services, by service name.
@@ -222,7 +215,7 @@ impl Stack {
     }
 
     /// Waits until every container of the project is running and healthy
-    /// (the one-shot `db-migrate`: exited).
+    /// (the one-shot jobs: exited).
     pub fn wait_healthy(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
@@ -239,7 +232,7 @@ impl Stack {
                     .unwrap();
                 let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
                 let done = state == "running healthy"
-                    || (service == "db-migrate" && state.starts_with("exited"));
+                    || (ONE_SHOT_JOBS.contains(&service.as_str()) && state.starts_with("exited"));
                 if !done {
                     waiting.push(format!("{service}: {state}"));
                 }
@@ -396,9 +389,31 @@ impl Drop for Stack {
     }
 }
 
-fn unsafe_uid() -> u32 {
-    // No libc dependency for one call: the owner of /proc/self is our uid.
-    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
+/// Services that run once and exit.
+pub const ONE_SHOT_JOBS: [&str; 3] = ["credentials", "backups-init", "db-migrate"];
+
+/// Driver options for `account` at `host:port`, TLS verified against the CA
+/// in `ca_file`, on the telemetria database, in UTC.
+pub fn database_opts(
+    host: &str,
+    port: u16,
+    account: &str,
+    password: &str,
+    ca_file: &Path,
+) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .prefer_socket(false)
+        .user(Some(account))
+        .pass(Some(password))
+        .db_name(Some("telemetria"))
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ca_file.to_owned().into()])
+                .with_disable_built_in_roots(true),
+        ))
+        .init(vec!["SET time_zone = '+00:00'"])
 }
 
 /// Polls `condition` until it returns Some; fails after `limit`.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::settings::{DatabaseSettings, SettingsError};
@@ -15,10 +15,41 @@ mod embedded {
 pub enum DatabaseError {
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
+    /// The server could not prove it is ours (certificate from another
+    /// authority, for another name, or no TLS offered): the handshake stopped
+    /// before the login, so the password never left this process.
+    #[error("refused the database server, password not sent: {0}")]
+    Untrusted(String),
     #[error("database error: {0}")]
-    Driver(#[from] mysql_async::Error),
+    Driver(#[source] mysql_async::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+}
+
+impl From<mysql_async::Error> for DatabaseError {
+    fn from(error: mysql_async::Error) -> Self {
+        match tls_failure(&error) {
+            Some(reason) => Self::Untrusted(reason),
+            None => Self::Driver(error),
+        }
+    }
+}
+
+/// Why the TLS handshake failed, if that is what `error` is. rustls reports
+/// a refused certificate through the stream, as an I/O error wrapping it.
+fn tls_failure(error: &mysql_async::Error) -> Option<String> {
+    use mysql_async::{DriverError, Error, IoError};
+    match error {
+        Error::Io(IoError::Tls(tls)) => Some(tls.to_string()),
+        Error::Io(IoError::Io(io)) => io
+            .get_ref()
+            .filter(|inner| inner.is::<rustls::Error>())
+            .map(|inner| format!("TLS: {inner}")),
+        Error::Driver(DriverError::NoClientSslFlagFromServer) => {
+            Some("the server does not offer TLS".into())
+        }
+        _ => None,
+    }
 }
 
 impl DatabaseError {
@@ -27,6 +58,8 @@ impl DatabaseError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Timeout(_) => true,
+            // Perhaps an impostor on the path; the real server may be back.
+            Self::Untrusted(_) => true,
             Self::Driver(mysql_async::Error::Io(_)) => true,
             Self::Driver(mysql_async::Error::Driver(_)) => true,
             Self::Driver(mysql_async::Error::Server(error)) => {
@@ -86,9 +119,22 @@ impl DatabaseSettings {
             .db_name(database.map(str::to_owned))
             .wait_timeout(Some(28_800))
             .pool_opts(pool_opts)
+            .ssl_opts(self.tls())
             // Every DATETIME we read or write is UTC.
             .init(vec!["SET time_zone = '+00:00'"]);
         Ok(Pool::new(opts))
+    }
+
+    /// TLS verified against our own CA only: the built-in web roots are
+    /// dropped, so a certificate from any public authority is refused too.
+    /// The driver checks the chain and that the certificate names `host`
+    /// during the handshake, before the password leaves this process.
+    fn tls(&self) -> Option<SslOpts> {
+        self.ca_file.as_ref().map(|ca_file| {
+            SslOpts::default()
+                .with_root_certs(vec![ca_file.clone().into()])
+                .with_disable_built_in_roots(true)
+        })
     }
 }
 

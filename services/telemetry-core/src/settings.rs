@@ -182,6 +182,12 @@ pub struct DatabaseSettings {
     /// Bound on connecting and on each query, so a dead database is noticed
     /// in seconds rather than at the TCP timeout.
     pub timeout_secs: u64,
+    /// PEM file of the certificate authority the server's certificate must
+    /// chain to. When set, the connection is TLS and the server is verified
+    /// (its certificate must name `host`) before the password is sent; when
+    /// unset, the connection is plain, which is only meant for a database on
+    /// the same machine.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseSettings {
@@ -194,6 +200,7 @@ impl Default for DatabaseSettings {
             password: None,
             password_file: None,
             timeout_secs: 5,
+            ca_file: None,
         }
     }
 }
@@ -232,6 +239,16 @@ impl Validate for DatabaseSettings {
                 self.timeout_secs,
                 "must be at least 1",
             ));
+        }
+        if let Some(ca_file) = &self.ca_file {
+            if !ca_file.is_file() {
+                return Err(SettingsError::invalid(
+                    "database.ca_file",
+                    ca_file.display(),
+                    "no such file: the cloud site writes it as ca.pem with the \
+                     database credentials (see docs/security.md)",
+                ));
+            }
         }
         if let (Some(_), Some(file)) = (&self.password, &self.password_file) {
             return Err(SettingsError::invalid(

@@ -225,14 +225,7 @@ impl<'a> Probe<'a> {
     /// A fresh connection through the proxy (a pooled one could be a dead
     /// leftover of an outage).
     async fn connect(&self) -> Result<mysql_async::Conn, String> {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(self.stack.proxy_port)
-            .prefer_socket(false)
-            .user(Some("panel"))
-            .pass(Some(self.stack.secret("panel")))
-            .db_name(Some("telemetria"))
-            .init(vec!["SET time_zone = '+00:00'"]);
+        let opts = self.stack.database_opts("panel");
         match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts)).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(error)) => Err(format!("database through the proxy: {error}")),

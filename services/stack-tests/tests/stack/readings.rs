@@ -27,12 +27,7 @@ async fn readings_reach_the_proxy_the_panel_and_the_backups() {
         .unwrap();
 
     // Through the proxy with the driver, as the read-only panel account.
-    let url = format!(
-        "mysql://panel:{}@127.0.0.1:{}/telemetria",
-        stack.secret("panel"),
-        stack.proxy_port
-    );
-    let pool = mysql_async::Pool::new(url.as_str());
+    let pool = mysql_async::Pool::new(stack.database_opts("panel"));
     // 15 rows (the seed's page) take three ticks of seven cities.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     type Row = (u64, String, Option<f64>, Option<u8>, String);
@@ -76,20 +71,18 @@ async fn readings_reach_the_proxy_the_panel_and_the_backups() {
     drop(conn);
     pool.disconnect().await.ok();
 
-    // Through the proxy with the command-line client, the seed's own query.
-    let client = Command::new("mariadb")
+    // Through the proxy with the command-line client, the seed's own query,
+    // as the README shows it (TLS verified, password through a pipe).
+    let client = Command::new(stack_tests::repository_root().join("scripts/db-client.sh"))
+        .envs(stack.env())
+        .env("PROXY_PORT", stack.proxy_port.to_string())
         .args([
-            "--protocol=TCP",
-            "-h127.0.0.1",
-            &format!("-P{}", stack.proxy_port),
-            "-upanel",
-            &format!("-p{}", stack.secret("panel")),
-            "telemetria",
+            "panel",
             "-e",
             "SELECT * FROM mediciones ORDER BY id DESC LIMIT 15",
         ])
         .output()
-        .expect("the mariadb client is installed");
+        .expect("scripts/db-client.sh runs");
     let table = String::from_utf8_lossy(&client.stdout);
     assert!(
         client.status.success(),
