@@ -13,7 +13,7 @@
 #   3. target/release/{sensor-simulator,backup-worker,frontend} -> dist/, then
 #      telemetria/<bin>:latest with `--target dist` (no rust image needed);
 #   4. compose/.env.offline: image names for compose, e.g.
-#        docker-compose --env-file compose/.env.offline -f compose/docker-compose.yml up -d
+#        docker-compose --env-file compose/.env.offline -f compose/cloud.yml -f compose/local.yml -f compose/one-host.yml up -d
 #
 # Env: RELEASE_DIR (default target/release), IMAGE_TAG (default latest),
 #      plus build-bases.sh's DEBIAN_MIRROR, FORCE_BASES.

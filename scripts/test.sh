@@ -20,6 +20,7 @@ ensure_command mariadbd mariadb-server
 ensure_command mariadb mariadb-client
 ensure_command debootstrap debootstrap
 ensure_command chromium chromium
+ensure_command tcpdump tcpdump
 
 # One compile for everything: `cargo test --no-run` builds the test targets
 # and, with them, the release binaries the images are made of. Building the
@@ -40,11 +41,16 @@ log "starting a throwaway MariaDB for the integration tests"
 export "$(scripts/test-mariadb.sh start "$work/mariadb")"
 
 log "images"
-scripts/build-images.sh
+# WITH_TEST_BASES: the two-site tests' WAN router base too, built alongside
+# the stack's bases (test-only, see docker/wan-router.Dockerfile).
+WITH_TEST_BASES=1 scripts/build-images.sh
 mkdir -p dist && cp target/release/open-meteo-stub dist/
 docker build -q -f docker/service.Dockerfile --target dist \
     --build-arg BIN=open-meteo-stub --build-arg RUNTIME_BASE="${RUNTIME_BASE_IMAGE:-telemetria/runtime-base:latest}" \
     -t telemetria/open-meteo-stub:latest . >/dev/null
+# The two-site tests' WAN router: our latency relay on the router base.
+cp target/release/wan-relay dist/
+docker build -q -f docker/wan-router.Dockerfile -t telemetria/wan-router:latest . >/dev/null
 
 # Unit and integration tests (a fresh database per test on the throwaway
 # server), then the end-to-end and resilience tests against compose stacks

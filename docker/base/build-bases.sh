@@ -16,6 +16,7 @@
 # Env: DEBIAN_MIRROR (default: first bookworm URI in /etc/apt/sources.list.d/),
 #      DEBIAN_SUITE (bookworm), FORCE_BASES=1, BASE_CACHE_DIR (package cache),
 #      MARIADB_BASE_IMAGE, NGINX_BASE_IMAGE, RUNTIME_BASE_IMAGE (image names).
+#      WITH_TEST_BASES=1: also the test-only router base (ROUTER_BASE_IMAGE).
 set -euo pipefail
 
 SUITE=${DEBIAN_SUITE:-bookworm}
@@ -180,6 +181,21 @@ build_runtime_base() {
 		--change "LABEL org.opencontainers.image.description=\"glibc runtime for Rust services, Debian $SUITE\""
 }
 
+# Test-only base, built when WITH_TEST_BASES=1 (scripts/test.sh asks for it;
+# the stack itself never needs it): the simulated WAN's router
+# (docker/wan-router.Dockerfile adds our wan-relay). iptables is Debian's
+# default iptables-nft (the kernel here has nf_tables), iproute2 for `tc tbf`
+# and `ip`/`ss`, procps for `ps`/`pkill` when a test needs to look inside.
+ROUTER_BASE_IMAGE=${ROUTER_BASE_IMAGE:-telemetria/router-base:latest}
+build_router_base() {
+	local dir=$WORK/router
+	bootstrap "$dir" iptables,iproute2,procps
+	trim_rootfs "$dir"
+	import_rootfs "$dir" "$ROUTER_BASE_IMAGE" \
+		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		--change "LABEL org.opencontainers.image.description=\"test-only WAN router base (iptables-nft, iproute2) from Debian $SUITE\""
+}
+
 WORK=$(mktemp -d /tmp/telemetria-bases.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 start=$SECONDS
@@ -189,6 +205,9 @@ pids=()
 if need_build "$MARIADB_BASE_IMAGE"; then ensure_debootstrap; build_mariadb_base & pids+=($!); else log "$MARIADB_BASE_IMAGE exists, skipping"; fi
 if need_build "$NGINX_BASE_IMAGE"; then ensure_debootstrap; build_nginx_base & pids+=($!); else log "$NGINX_BASE_IMAGE exists, skipping"; fi
 if need_build "$RUNTIME_BASE_IMAGE"; then build_runtime_base & pids+=($!); else log "$RUNTIME_BASE_IMAGE exists, skipping"; fi
+if [ "${WITH_TEST_BASES:-0}" = 1 ]; then
+	if need_build "$ROUTER_BASE_IMAGE"; then ensure_debootstrap; build_router_base & pids+=($!); else log "$ROUTER_BASE_IMAGE exists, skipping"; fi
+fi
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 [ "$rc" = 0 ] || die "a base image failed to build"

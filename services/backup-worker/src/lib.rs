@@ -1,6 +1,7 @@
 //! backup-worker: timestamped JSON snapshots of `mediciones`, every interval
 //! and on demand, with manifests, retention, verification and restore.
 
+pub mod acl;
 pub mod archive;
 pub mod retention;
 pub mod settings;
@@ -8,8 +9,11 @@ pub mod snapshot;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use chrono::Utc;
@@ -17,8 +21,9 @@ use mysql_async::Pool;
 use telemetry_core::metrics::Exposition;
 use telemetry_core::ops::Observable;
 
+use crate::acl::SERVICE_UID;
 use crate::settings::Settings;
-use crate::snapshot::{Manifest, SnapshotError};
+use crate::snapshot::{Manifest, SnapshotError, TEMPORARY_PREFIX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -30,17 +35,44 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("backup directory {path} is not usable: {source}")]
-    Directory {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
-/// Counters exported on `/metrics`.
+/// The backup directory cannot take a snapshot (yet). The cause is in the
+/// message, with the fix: this text is both the log line and `/healthz`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "backup directory {path} is not writable by uid {uid} ({cause}): run this binary's \
+     `prepare-directory` once as root (it grants uid {SERVICE_UID} access), or chown the \
+     directory to uid {uid}"
+)]
+pub struct NotWritable {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub cause: std::io::Error,
+}
+
+/// Creates `directory` if needed, then creates and removes a hidden file in
+/// it, as a snapshot will. A probe left by a kill in between has the
+/// temporary prefix, so the next start removes it with the other leftovers.
+pub fn check_writable(directory: &Path) -> Result<(), NotWritable> {
+    let probe = directory.join(format!("{TEMPORARY_PREFIX}write-probe"));
+    std::fs::create_dir_all(directory)
+        .and_then(|()| snapshot::create_file(&probe))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|cause| NotWritable {
+            path: directory.to_owned(),
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            uid: unsafe { libc::geteuid() },
+            cause,
+        })
+}
+
+/// Counters exported on `/metrics`, and the state `/healthz` shows.
 #[derive(Default)]
 pub struct Metrics {
+    /// Set while the backup directory is not writable: no snapshot can be
+    /// taken, and `/healthz` says why.
+    pub directory_problem: Mutex<Option<String>>,
     pub snapshots: AtomicU64,
     pub failures: AtomicU64,
     pub rows: AtomicU64,
@@ -51,9 +83,18 @@ pub struct Metrics {
 }
 
 impl Observable for Metrics {
+    fn healthy(&self) -> bool {
+        self.directory_problem
+            .lock()
+            .expect("health lock")
+            .is_none()
+    }
+
     fn health(&self) -> serde_json::Value {
+        let problem = self.directory_problem.lock().expect("health lock").clone();
         serde_json::json!({
-            "status": "ok",
+            "status": if problem.is_some() { "waiting for the backup directory" } else { "ok" },
+            "directory_error": problem,
             "last_success_unix": self.last_success_unix.load(Ordering::Relaxed),
             "last_rows": self.last_rows.load(Ordering::Relaxed),
             "failures": self.failures.load(Ordering::Relaxed),
@@ -62,6 +103,11 @@ impl Observable for Metrics {
 
     fn metrics(&self) -> String {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let writable = self
+            .directory_problem
+            .lock()
+            .expect("metrics lock")
+            .is_none();
         let mut out = Exposition::default();
         out.counter(
             "backup_snapshots_total",
@@ -97,6 +143,11 @@ impl Observable for Metrics {
             "backup_last_success_timestamp_seconds",
             "Unix time of the last snapshot written.",
             self.last_success_unix.load(Ordering::Relaxed) as f64,
+        )
+        .gauge(
+            "backup_directory_writable",
+            "1 if the backup directory takes snapshots, 0 while the worker waits for it.",
+            f64::from(u8::from(writable)),
         );
         out.finish()
     }
@@ -131,8 +182,10 @@ pub struct Application {
 }
 
 impl Application {
+    /// Binds the health/metrics listener; touches neither the database nor
+    /// the backup directory yet, so `/healthz` answers while either is not
+    /// usable.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
-        prepare_directory(settings)?;
         let address = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Listen {
             address: address.clone(),
@@ -168,8 +221,9 @@ impl Application {
         self.port
     }
 
-    /// Takes a snapshot now and every interval until `shutdown`; a dump in
-    /// progress at shutdown is abandoned and its temporary file removed.
+    /// Waits until the backup directory is writable, then takes a snapshot
+    /// now and every interval until `shutdown`; a dump in progress at
+    /// shutdown is abandoned and its temporary file removed.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -177,15 +231,19 @@ impl Application {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
         tokio::pin!(shutdown);
-        let mut ticks = tokio::time::interval(self.settings.backup.interval());
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = async {
-                    ticks.tick().await;
-                    snapshot_once(&self.settings, &self.pool, &self.metrics).await.ok();
-                } => {}
+        let directory = &self.settings.backup.directory;
+        if wait_until_writable(directory, &self.metrics, shutdown.as_mut()).await {
+            remove_leftovers(directory);
+            let mut ticks = tokio::time::interval(self.settings.backup.interval());
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = async {
+                        ticks.tick().await;
+                        snapshot_once(&self.settings, &self.pool, &self.metrics).await.ok();
+                    } => {}
+                }
             }
         }
         tracing::info!(message = "backup worker stopped");
@@ -195,21 +253,66 @@ impl Application {
     }
 }
 
-fn prepare_directory(settings: &Settings) -> Result<(), StartupError> {
-    let directory = &settings.backup.directory;
-    let error = |source| StartupError::Directory {
-        path: directory.clone(),
-        source,
-    };
-    std::fs::create_dir_all(directory).map_err(error)?;
-    let removed = retention::remove_leftovers(directory).map_err(error)?;
-    if removed > 0 {
-        tracing::warn!(
+/// How often an unwritable backup directory is checked again.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often, at most, the worker logs that it is still waiting.
+pub const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// Returns once `directory` is writable (true), or when `shutdown` comes
+/// first (false). The one-shot `prepare-directory` container starts next to
+/// the worker, not before it (compose 1.29 cannot extend a service that has
+/// `depends_on`), so the worker waits for it here instead of failing.
+async fn wait_until_writable(
+    directory: &Path,
+    metrics: &Metrics,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    let mut reported_at: Option<tokio::time::Instant> = None;
+    loop {
+        let problem = check_writable(directory).err();
+        if let Some(problem) = &problem {
+            if reported_at.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                tracing::error!(
+                    message = "no snapshots until the backup directory is writable",
+                    error = %problem,
+                    retry_secs = PROBE_EVERY.as_secs(),
+                );
+                reported_at = Some(tokio::time::Instant::now());
+            }
+        } else if reported_at.is_some() {
+            tracing::info!(
+                message = "backup directory is writable now",
+                directory = %directory.display()
+            );
+        }
+        let writable = problem.is_none();
+        *metrics.directory_problem.lock().expect("health lock") =
+            problem.map(|problem| problem.to_string());
+        if writable {
+            return true;
+        }
+        tokio::select! {
+            () = &mut shutdown => return false,
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+    }
+}
+
+/// Removes what an interrupted snapshot left. A failure is logged, not
+/// fatal: leftovers are hidden files that retention and readers ignore.
+fn remove_leftovers(directory: &Path) {
+    match retention::remove_leftovers(directory) {
+        Ok(0) => {}
+        Ok(removed) => tracing::warn!(
             message = "removed leftovers of interrupted snapshots",
             removed
-        );
+        ),
+        Err(error) => tracing::error!(
+            message = "cannot remove leftovers of interrupted snapshots",
+            directory = %directory.display(),
+            %error
+        ),
     }
-    Ok(())
 }
 
 /// One snapshot plus retention, logged and counted.

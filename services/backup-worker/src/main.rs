@@ -2,6 +2,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use backup_worker::acl::{self, SERVICE_UID};
 use backup_worker::settings::Settings;
 use backup_worker::{archive, snapshot_once, Application, Metrics};
 use clap::{Parser, Subcommand};
@@ -36,6 +37,16 @@ enum Command {
     Restore { file: PathBuf },
     /// Exit 0 if the running worker's /healthz answers (for container healthchecks).
     Healthcheck,
+    /// Let the service's user (UID 10001) write into DIR, with POSIX ACLs.
+    ///
+    /// For a DIR that belongs to someone else (a host user's bind mount):
+    /// new files there become readable by DIR's owner and by no one else.
+    /// Run once as root (CAP_FOWNER is all it needs) or as DIR's owner.
+    PrepareDirectory {
+        /// Default: the configured backup.directory.
+        #[arg(value_name = "DIR")]
+        directory: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -98,6 +109,23 @@ async fn main() -> anyhow::Result<()> {
                 restored.rows - restored.inserted
             );
             pool.disconnect().await.ok();
+            Ok(())
+        }
+        Command::PrepareDirectory { directory } => {
+            let directory = directory.unwrap_or(settings.backup.directory);
+            let prepared = acl::prepare_directory(&directory)?;
+            tracing::info!(
+                message = if prepared.changed {
+                    "backup directory prepared"
+                } else {
+                    "backup directory already prepared"
+                },
+                directory = %directory.display(),
+                owner_uid = prepared.owner,
+                service_uid = SERVICE_UID,
+                access_acl = %prepared.access,
+                default_acl = %prepared.default,
+            );
             Ok(())
         }
     }

@@ -10,6 +10,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -228,6 +229,22 @@ fn write_file(
     Ok((sha256, bytes))
 }
 
+/// Mode of every file the worker writes: the owner (the service) reads and
+/// writes, the group class reads, others nothing. In a directory with the
+/// default ACL of `prepare-directory`, the group bits are the mask, which
+/// lets the directory's owner read the file; otherwise the umask applies.
+pub const FILE_MODE: u32 = 0o640;
+
+/// Creates (or truncates) `path` with [`FILE_MODE`].
+pub fn create_file(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
 /// A file under a hidden temporary name, removed on drop unless persisted:
 /// an error, a full disk or a shutdown mid-dump leaves nothing behind.
 struct TemporaryFile {
@@ -240,7 +257,7 @@ pub const TEMPORARY_PREFIX: &str = ".tmp-";
 impl TemporaryFile {
     fn create(directory: &Path, name: &str) -> io::Result<Self> {
         let path = directory.join(format!("{TEMPORARY_PREFIX}{name}"));
-        File::create(&path)?;
+        create_file(&path)?;
         Ok(Self {
             path,
             persisted: false,
@@ -342,5 +359,32 @@ impl Write for Encoder {
             Self::Gzip(writer) => writer.flush(),
             Self::Zstd(writer) => writer.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// This process's umask, which narrows the mode of files created where
+    /// no default ACL applies.
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Umask:"))
+            .expect("Umask in /proc/self/status");
+        u32::from_str_radix(line.trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn snapshot_files_are_created_0640_narrowed_by_the_umask() {
+        let directory = tempfile::tempdir().unwrap();
+        let temporary = TemporaryFile::create(directory.path(), "mediciones-x.json").unwrap();
+        let mode = fs::metadata(&temporary.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE & !umask(), "{mode:o}");
+        assert_eq!(mode & 0o007, 0, "never readable by others: {mode:o}");
     }
 }

@@ -1,7 +1,13 @@
-//! Snapshots, verify and restore against a real database.
+//! Snapshots, verify and restore against a real database; the backup
+//! directory's ACLs and the wait for a writable directory, which need none.
 
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use backup_worker::acl::{self, Acl, AclError, Entry, Kind, Tag, SERVICE_UID};
 use backup_worker::archive::{self, ArchiveError};
 use backup_worker::settings::Compression;
 use backup_worker::snapshot::{self, SnapshotError};
@@ -131,6 +137,11 @@ async fn the_file_is_the_seeds_json_format() {
     );
     assert_eq!(first["fecha_registro"], "2026-11-23 00:00:00");
     assert_eq!(first["ciudad"], "Bogotá");
+    let snapshot_path = dir.path().join(&manifest.file);
+    for path in [snapshot::manifest_path(&snapshot_path), snapshot_path] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077 & !0o040, 0, "{}: {mode:o}", path.display());
+    }
     db.drop().await;
 }
 
@@ -348,4 +359,295 @@ async fn a_full_disk_is_a_clear_error_and_leaves_no_partial_file() {
     assert!(left.is_empty(), "no partial file: {left:?}");
     drop(disk);
     db.drop().await;
+}
+
+/// The ACL `kind` of `path` as the kernel holds it, read with getxattr
+/// directly (not through the code under test).
+fn xattr_acl(path: &Path, kind: Kind) -> Acl {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let name = std::ffi::CString::new(kind.xattr_name()).unwrap();
+    let mut buffer = vec![0u8; 1024];
+    // SAFETY: NUL-terminated strings and a buffer of the length passed.
+    let length = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            name.as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    assert!(
+        length >= 0,
+        "{} of {}: {}",
+        kind.xattr_name(),
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    Acl::decode(&buffer[..length as usize]).unwrap()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `sh -c script` as `uid` (and gid, no supplementary groups).
+fn as_user(uid: u32, script: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", script])
+        .uid(uid)
+        .gid(uid)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn unnamed(tag: Tag, perm: u16) -> Entry {
+    Entry::unnamed(tag, perm)
+}
+
+#[test]
+fn prepare_directory_lets_the_service_write_and_only_the_owner_read() {
+    const HOST_UID: u32 = 4242;
+    let parent = tempfile::tempdir().unwrap();
+    let directory = parent.path().join("backups");
+    std::fs::create_dir(&directory).unwrap();
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if !is_root() {
+        // Only root (CAP_FOWNER) or the owner may set ACLs; the one-shot
+        // container is root. As anyone else, a directory of someone else's
+        // is refused with a message that says what is needed.
+        let error = acl::prepare_directory(Path::new("/")).unwrap_err();
+        assert!(
+            matches!(&error, AclError::Set { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("CAP_FOWNER"), "{error}");
+        return;
+    }
+    // A host user's bind mount: owned by them, 0755.
+    std::os::unix::fs::chown(&directory, Some(HOST_UID), Some(HOST_UID)).unwrap();
+    // The uids below must be able to reach the directory.
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let prepared = acl::prepare_directory(&directory).unwrap();
+    assert_eq!((prepared.owner, prepared.changed), (HOST_UID, true));
+    use acl::{READ, RWX, RX};
+    let access = Acl::new(vec![
+        unnamed(Tag::UserObj, RWX),
+        Entry::user(SERVICE_UID, RWX),
+        unnamed(Tag::GroupObj, RX),
+        unnamed(Tag::Mask, RWX),
+        unnamed(Tag::Other, RX),
+    ]);
+    let default = Acl::new(vec![
+        unnamed(Tag::UserObj, RWX),
+        Entry::user(HOST_UID, RWX),
+        Entry::user(SERVICE_UID, RWX),
+        unnamed(Tag::GroupObj, RX),
+        unnamed(Tag::Mask, RWX),
+        unnamed(Tag::Other, 0),
+    ]);
+    assert_eq!(xattr_acl(&directory, Kind::Access), access);
+    assert_eq!(xattr_acl(&directory, Kind::Default), default);
+    assert_eq!((&prepared.access, &prepared.default), (&access, &default));
+
+    let again = acl::prepare_directory(&directory).unwrap();
+    assert!(!again.changed, "a second run changes nothing");
+    assert_eq!(xattr_acl(&directory, Kind::Access), access);
+    assert_eq!(xattr_acl(&directory, Kind::Default), default);
+
+    // A file created the way snapshots are: the default ACL replaces the
+    // umask, so the mode is exactly 0640 and the mask is its group bits.
+    let file = directory.join("mediciones-x.json");
+    std::io::Write::write_all(&mut snapshot::create_file(&file).unwrap(), b"[]\n").unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    assert_eq!(
+        xattr_acl(&file, Kind::Access),
+        Acl::new(vec![
+            unnamed(Tag::UserObj, READ | acl::WRITE),
+            Entry::user(HOST_UID, RWX),
+            Entry::user(SERVICE_UID, RWX),
+            unnamed(Tag::GroupObj, RX),
+            unnamed(Tag::Mask, READ),
+            unnamed(Tag::Other, 0),
+        ])
+    );
+
+    // And what that means for real processes.
+    let path = directory.display();
+    assert!(
+        as_user(
+            SERVICE_UID,
+            &format!("echo x > {path}/by-service && mv {path}/by-service {path}/renamed")
+        ),
+        "the service writes and renames in the directory"
+    );
+    assert_eq!(
+        std::fs::metadata(directory.join("renamed")).unwrap().uid(),
+        SERVICE_UID
+    );
+    assert!(
+        as_user(
+            HOST_UID,
+            &format!("cat {path}/mediciones-x.json >/dev/null")
+        ),
+        "the owner reads"
+    );
+    assert!(
+        !as_user(
+            HOST_UID,
+            &format!("exec 2>/dev/null; echo y >> {path}/mediciones-x.json")
+        ),
+        "the owner cannot write"
+    );
+    assert!(
+        !as_user(2000, &format!("cat {path}/mediciones-x.json 2>/dev/null")),
+        "others cannot read"
+    );
+}
+
+#[test]
+fn a_filesystem_without_acls_is_one_clear_line() {
+    let error = acl::prepare_directory(Path::new("/proc")).unwrap_err();
+    assert!(matches!(error, AclError::Unsupported { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("/proc does not support POSIX ACLs")
+            && message.contains("chown 10001")
+            && !message.contains('\n'),
+        "{message}"
+    );
+}
+
+/// Settings for a worker that never reaches a database (a closed port) and
+/// writes into `directory`.
+fn offline_settings(directory: &Path) -> backup_worker::settings::Settings {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = backup_worker::settings::Settings::default();
+    settings.database.host = "127.0.0.1".into();
+    settings.database.port = closed_port;
+    settings.http.host = "127.0.0.1".into();
+    settings.http.port = 0;
+    settings.backup.directory = directory.to_owned();
+    settings
+}
+
+async fn health(port: u16) -> serde_json::Value {
+    reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn eventually_healthy(
+    port: u16,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = health(port).await;
+        if want(&body) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_worker_waits_for_an_unwritable_directory_and_stops_cleanly_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory's parent should be: unwritable for root too.
+    std::fs::write(dir.path().join("volumes"), b"").unwrap();
+    let directory = dir.path().join("volumes").join("backups");
+    let application = backup_worker::Application::build(&offline_settings(&directory)).unwrap();
+    let port = application.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    let body = eventually_healthy(port, |body| body["status"] != "ok").await;
+    assert_eq!(body["status"], "waiting for the backup directory", "{body}");
+    let error = body["directory_error"].as_str().unwrap();
+    assert!(
+        error.contains(&directory.display().to_string())
+            && error.contains("prepare-directory")
+            && error.contains(&format!("uid {SERVICE_UID}")),
+        "{error}"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("backup_directory_writable 0"), "{metrics}");
+
+    let asked = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("stops while waiting")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_worker_goes_on_once_the_directory_becomes_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_the_way = dir.path().join("volumes");
+    std::fs::write(&in_the_way, b"").unwrap();
+    let directory = in_the_way.join("backups");
+    let application = backup_worker::Application::build(&offline_settings(&directory)).unwrap();
+    let port = application.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    eventually_healthy(port, |body| body["status"] != "ok").await;
+
+    std::fs::remove_file(&in_the_way).unwrap();
+    // A leftover of a killed snapshot, removed once the directory is usable.
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(directory.join(".tmp-mediciones-x.json"))
+        .unwrap();
+    let body = eventually_healthy(port, |body| body["status"] == "ok").await;
+    assert!(body["directory_error"].is_null(), "{body}");
+    // The first snapshot is tried at once (and fails: no database).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health(port).await["failures"] == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no snapshot tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left: Vec<_> = std::fs::read_dir(&directory)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "leftovers and the probe are gone: {left:?}"
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
 }

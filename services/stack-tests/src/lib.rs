@@ -34,10 +34,10 @@ fn free_port() -> u16 {
 static STACK_RUNNING: Mutex<bool> = Mutex::new(false);
 static STACK_STOPPED: Condvar = Condvar::new();
 
-struct StackSlot;
+pub struct StackSlot;
 
 impl StackSlot {
-    fn take() -> Self {
+    pub fn take() -> Self {
         let mut running = STACK_RUNNING
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -75,13 +75,33 @@ pub struct Stack {
     authority: tempfile::NamedTempFile,
     env: BTreeMap<String, String>,
     // Declared last: released only after `drop` has taken the stack down.
-    _slot: StackSlot,
+    _slot: Option<StackSlot>,
 }
 
 impl Stack {
     /// Starts the stack and waits until every container is healthy.
     pub fn up(extra_env: &[(&str, &str)]) -> Self {
+        Self::up_with(extra_env, |_| {})
+    }
+
+    /// [`Stack::up`], with a chance to set up the backups directory first
+    /// (its owner, its mode) as a user's checkout would have it.
+    pub fn up_with(extra_env: &[(&str, &str)], prepare_backups: impl FnOnce(&Path)) -> Self {
         let slot = StackSlot::take();
+        let mut stack = Self::create(STACK_FILES, extra_env, prepare_backups);
+        stack._slot = Some(slot);
+        stack.start();
+        stack
+    }
+
+    /// A project of the compose `files` (`:`-separated, from the repository
+    /// root) on free ports, not started yet. The caller holds the
+    /// [`StackSlot`]: two sites are two projects under one slot.
+    pub fn create(
+        files: &str,
+        extra_env: &[(&str, &str)],
+        prepare_backups: impl FnOnce(&Path),
+    ) -> Self {
         for image in [
             "telemetria/sensor-simulator:latest",
             "telemetria/backup-worker:latest",
@@ -101,6 +121,7 @@ impl Stack {
         }
         let project = format!("telemetria-e2e-{}-{}", std::process::id(), free_port());
         let backups = tempfile::tempdir().unwrap();
+        prepare_backups(backups.path());
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let proxy_port = free_port();
         let panel_port = free_port();
@@ -110,7 +131,7 @@ impl Stack {
             ("PANEL_BIND", "127.0.0.1".to_owned()),
             ("PANEL_PORT", panel_port.to_string()),
             ("BACKUPS_DIR", backups.path().display().to_string()),
-            ("COMPOSE_FILE", STACK_FILES.to_owned()),
+            ("COMPOSE_FILE", files.to_owned()),
             ("COMPOSE_PROJECT_NAME", project.clone()),
             ("WEATHER_BASE_URL", "http://weather-stub:8080".to_owned()),
             ("SENSOR_SOURCE", "open-meteo".to_owned()),
@@ -123,32 +144,38 @@ impl Stack {
         for (key, value) in extra_env {
             env.insert((*key).into(), (*value).into());
         }
-        let stack = Self {
+        Self {
             project,
             proxy_port,
             panel_port,
             backups,
             authority: tempfile::NamedTempFile::new().unwrap(),
             env,
-            _slot: slot,
-        };
+            _slot: None,
+        }
+    }
+
+    /// `up -d`, then waits until every container is healthy; keeps a copy of
+    /// the certificate authority when the project runs the database.
+    pub fn start(&self) {
         let started = Instant::now();
-        let output = stack.compose(&["up", "-d", "--no-build"]);
+        let output = self.compose(&["up", "-d", "--no-build"]);
         assert!(
             output.status.success(),
             "compose up failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        stack.wait_healthy(Duration::from_secs(240));
-        let ca = stack.exec("db-master", &["cat", "/run/credentials/ca.pem"]);
-        assert!(ca.status.success(), "ca.pem: {ca:?}");
-        std::fs::write(stack.authority.path(), &ca.stdout).unwrap();
+        self.wait_healthy(Duration::from_secs(240));
+        if self.containers().contains_key("db-master") {
+            let ca = self.exec("db-master", &["cat", "/run/credentials/ca.pem"]);
+            assert!(ca.status.success(), "ca.pem: {ca:?}");
+            std::fs::write(self.authority.path(), &ca.stdout).unwrap();
+        }
         println!(
             "stack {} healthy in {:.1} s",
-            stack.project,
+            self.project,
             started.elapsed().as_secs_f64()
         );
-        stack
     }
 
     pub fn compose(&self, args: &[&str]) -> Output {

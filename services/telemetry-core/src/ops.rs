@@ -15,6 +15,12 @@ pub trait Observable: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// Body of `/healthz`: the process is alive; details for a human.
     fn health(&self) -> serde_json::Value;
+    /// False while the service cannot do its work at all for a reason only
+    /// an operator can fix (an unwritable directory): `/healthz` answers 503
+    /// so compose's healthcheck shows it. A dead database is not that.
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 /// Serves `/healthz` and `/metrics` on `listener` with one worker. Signals are
@@ -35,7 +41,11 @@ pub fn serve<T: Observable>(listener: TcpListener, state: Arc<T>) -> std::io::Re
 }
 
 async fn healthz<T: Observable>(state: web::Data<T>) -> HttpResponse {
-    HttpResponse::Ok().json(state.health())
+    if state.healthy() {
+        HttpResponse::Ok().json(state.health())
+    } else {
+        HttpResponse::ServiceUnavailable().json(state.health())
+    }
 }
 
 async fn metrics<T: Observable>(state: web::Data<T>) -> HttpResponse {

@@ -130,10 +130,18 @@ pub struct Probe<'a> {
     pub stack: &'a Stack,
     http: reqwest::Client,
     panel: String,
+    database: mysql_async::OptsBuilder,
 }
 
 impl<'a> Probe<'a> {
     pub fn new(stack: &'a Stack) -> Self {
+        Self::reading(stack, stack.database_opts("panel"))
+    }
+
+    /// A probe of the local site `stack` that reads the table with
+    /// `database` (on two sites: the cloud's, across the WAN's published
+    /// port).
+    pub fn reading(stack: &'a Stack, database: mysql_async::OptsBuilder) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             // A killed or partitioned frontend must not leave us a dead
@@ -145,6 +153,7 @@ impl<'a> Probe<'a> {
             stack,
             http,
             panel: format!("http://127.0.0.1:{}", stack.panel_port),
+            database,
         }
     }
 
@@ -225,7 +234,7 @@ impl<'a> Probe<'a> {
     /// A fresh connection through the proxy (a pooled one could be a dead
     /// leftover of an outage).
     async fn connect(&self) -> Result<mysql_async::Conn, String> {
-        let opts = self.stack.database_opts("panel");
+        let opts = self.database.clone();
         match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts)).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(error)) => Err(format!("database through the proxy: {error}")),

@@ -11,3 +11,4 @@ mod common;
 mod hostile;
 mod kill9;
 mod outages;
+mod sites;
