@@ -333,24 +333,26 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-fn is_unsupported(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::EOPNOTSUPP)
+/// The error of an ACL call on `path`: `Unsupported` when the filesystem
+/// has no POSIX ACLs (that one has its own advice), `other` otherwise.
+fn classify(
+    path: &Path,
+    source: io::Error,
+    other: impl FnOnce(PathBuf, io::Error) -> AclError,
+) -> AclError {
+    if source.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        AclError::Unsupported {
+            path: path.to_owned(),
+        }
+    } else {
+        other(path.to_owned(), source)
+    }
 }
 
 /// The ACL of `kind` on `path`; `None` when it has none (only mode bits).
 pub fn read(path: &Path, kind: Kind) -> Result<Option<Acl>, AclError> {
-    let read_error = |source: io::Error| {
-        if is_unsupported(&source) {
-            AclError::Unsupported {
-                path: path.to_owned(),
-            }
-        } else {
-            AclError::Read {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    };
+    let read_error =
+        |source| classify(path, source, |path, source| AclError::Read { path, source });
     let c_path = c_path(path).map_err(read_error)?;
     let name = CString::new(kind.xattr_name()).expect("no NUL in the name");
     // 64 entries are far more than any ACL we meet; ERANGE says otherwise.
@@ -381,18 +383,7 @@ pub fn read(path: &Path, kind: Kind) -> Result<Option<Acl>, AclError> {
 }
 
 fn write(path: &Path, kind: Kind, acl: &Acl) -> Result<(), AclError> {
-    let set_error = |source: io::Error| {
-        if is_unsupported(&source) {
-            AclError::Unsupported {
-                path: path.to_owned(),
-            }
-        } else {
-            AclError::Set {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    };
+    let set_error = |source| classify(path, source, |path, source| AclError::Set { path, source });
     let c_path = c_path(path).map_err(set_error)?;
     let name = CString::new(kind.xattr_name()).expect("no NUL in the name");
     let value = acl.encode();

@@ -198,6 +198,9 @@ impl Database {
             }
             Err(error) => {
                 self.metrics.database_result(Some(error.kind()));
+                if matches!(&error, StoreError::Database(database) if database.is_untrusted()) {
+                    tracing::error!(message = "database server refused", %error);
+                }
                 if error.is_unavailable() {
                     self.metrics.database_down();
                     if outage.is_none() {

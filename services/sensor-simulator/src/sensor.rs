@@ -342,6 +342,10 @@ impl Sensor {
             .await
         {
             Ok(replayed) => replayed,
+            Err(ReplayError::Database(error)) if error.is_untrusted() => {
+                tracing::error!(message = "database server refused; spool kept", %error);
+                return;
+            }
             Err(ReplayError::Database(error)) => {
                 tracing::debug!(message = "database still unavailable; spool kept", %error);
                 return;

@@ -416,6 +416,19 @@ impl Drop for Stack {
     }
 }
 
+/// Tries to log in with `opts` and checks the server said "Access denied";
+/// returns its message. `what` names the attempt in a failure.
+pub async fn assert_login_refused(opts: mysql_async::OptsBuilder, what: &str) -> String {
+    match mysql_async::Conn::new(opts).await {
+        Ok(_) => panic!("{what}: logged in, but must be refused"),
+        Err(error) => {
+            let message = error.to_string();
+            assert!(message.contains("Access denied"), "{what}: {message}");
+            message
+        }
+    }
+}
+
 /// Services that run once and exit.
 pub const ONE_SHOT_JOBS: [&str; 3] = ["credentials", "backups-init", "db-migrate"];
 

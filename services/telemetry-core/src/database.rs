@@ -53,6 +53,12 @@ fn tls_failure(error: &mysql_async::Error) -> Option<String> {
 }
 
 impl DatabaseError {
+    /// The server failed to prove it is ours: worth an operator's attention
+    /// every time, unlike an outage.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, Self::Untrusted(_))
+    }
+
     /// True when the server could not be reached at all (as opposed to a
     /// query it refused): the caller may keep the data and try again later.
     pub fn is_unavailable(&self) -> bool {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stack_tests::wan::{find_any, Capture, Wan, WanProfile};
-use stack_tests::{database_opts, docker, repository_root, Stack, StackSlot};
+use stack_tests::{assert_login_refused, database_opts, docker, repository_root, Stack, StackSlot};
 
 use crate::common::*;
 
@@ -278,11 +278,22 @@ async fn wan_cut(wan: &Wan, probe: &Probe<'_>) {
 async fn man_in_the_middle(wan: &Wan, local: &Stack, probe: &Probe<'_>, cloud_port: u16) {
     let impostor = Impostor::start(wan, cloud_port);
     let since = chrono::Utc::now().to_rfc3339();
-    // New connections go to the impostor; a short cut drops the ones open.
+    // New connections go to the impostor; the ones open to the real cloud
+    // are reset at their next packet, as an attacker on the path would.
     wan.set_target(&format!("{}:3306", impostor.address));
-    wan.cut();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    wan.restore();
+    let cloud = wan.gateway().to_string();
+    let reset = [
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        &cloud,
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ];
+    wan.run(&[&["iptables", "-I"][..], &reset[..]].concat());
     let refusals = until(
         "every service refuses the impostor",
         MITM_HOLD + Duration::from_secs(60),
@@ -319,6 +330,7 @@ async fn man_in_the_middle(wan: &Wan, local: &Stack, probe: &Probe<'_>, cloud_po
     let restored = Instant::now();
     let restored_at = now_utc();
     wan.set_target(&format!("{}:{}", wan.gateway(), impostor.cloud_port));
+    wan.run(&[&["iptables", "-D"][..], &reset[..]].concat());
     let recovery = probe.recovery(restored, restored_at, RECOVERY_LIMIT).await;
     let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
     say(format!(
@@ -469,10 +481,7 @@ async fn rotation(cloud: &Stack, local: &Stack, site: &std::path::Path, probe: &
         &old,
         cloud.ca_file(),
     );
-    let refused = mysql_async::Conn::new(opts)
-        .await
-        .expect_err("old password");
-    assert!(refused.to_string().contains("Access denied"), "{refused}");
+    assert_login_refused(opts, "the sensor's previous password").await;
 }
 
 fn wan_host(cloud: &Stack) -> String {
@@ -490,10 +499,7 @@ async fn closed_door(cloud: &Stack, wan: &Wan, gateway: &str) {
         &cloud.secret("root"),
         cloud.ca_file(),
     );
-    let refused = mysql_async::Conn::new(root)
-        .await
-        .expect_err("root through the proxy");
-    assert!(refused.to_string().contains("Access denied"), "{refused}");
+    let refused = assert_login_refused(root, "root through the published port").await;
 
     // The proxy joins the WAN network after its start: that network is not
     // one it admits, as a real internet interface is not.
