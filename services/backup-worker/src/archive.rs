@@ -22,12 +22,9 @@ const RESTORE_BATCH: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The cause is in the message, not a `source` (it would print twice).
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("{path}: manifest unreadable: {detail}")]
     Manifest { path: PathBuf, detail: String },
     #[error("{path}: checksum mismatch: manifest says {expected}, file has {actual}")]
@@ -58,8 +55,17 @@ pub struct Verified {
 
 /// Checks the file against its manifest: checksum, JSON shape of every row,
 /// row count and id range.
+#[tracing::instrument(
+    skip_all,
+    fields(
+        file = %path.display(),
+        rows = tracing::field::Empty,
+        bytes = tracing::field::Empty
+    )
+)]
 pub fn verify(path: &Path) -> Result<Verified, ArchiveError> {
     let manifest = read_manifest(path)?;
+    tracing::Span::current().record("bytes", manifest.bytes);
     let actual = sha256_of(path)?;
     if actual != manifest.sha256 {
         return Err(ArchiveError::Checksum {
@@ -84,6 +90,7 @@ pub fn verify(path: &Path) -> Result<Verified, ArchiveError> {
             actual_ids: (min_id, max_id),
         });
     }
+    tracing::Span::current().record("rows", rows);
     Ok(Verified { manifest })
 }
 
@@ -98,6 +105,14 @@ pub struct Restored {
 /// Verifies `path`, then inserts its rows into `pool`'s database keeping
 /// their ids. Rows already present are skipped, so restoring twice changes
 /// nothing. `progress` is called with the rows read so far.
+#[tracing::instrument(
+    skip_all,
+    fields(
+        file = %path.display(),
+        rows = tracing::field::Empty,
+        inserted = tracing::field::Empty
+    )
+)]
 pub async fn restore(
     path: &Path,
     pool: &Pool,
@@ -140,14 +155,17 @@ pub async fn restore(
         path: path.to_owned(),
         detail: error.to_string(),
     })??;
+    let span = tracing::Span::current();
+    span.record("rows", restored.rows);
+    span.record("inserted", restored.inserted);
     Ok(restored)
 }
 
 pub fn read_manifest(path: &Path) -> Result<Manifest, ArchiveError> {
     let manifest = manifest_path(path);
-    let file = File::open(&manifest).map_err(|source| ArchiveError::Io {
+    let file = File::open(&manifest).map_err(|error| ArchiveError::Io {
         path: manifest.clone(),
-        source,
+        error,
     })?;
     serde_json::from_reader(BufReader::new(file)).map_err(|error| ArchiveError::Manifest {
         path: manifest,
@@ -156,9 +174,9 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ArchiveError> {
 }
 
 fn sha256_of(path: &Path) -> Result<String, ArchiveError> {
-    let io_error = |source| ArchiveError::Io {
+    let io_error = |error| ArchiveError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut file = File::open(path).map_err(io_error)?;
     let mut hasher = Sha256::new();
@@ -179,17 +197,17 @@ fn for_each_row(
     compression: Compression,
     each: impl FnMut(Reading) -> Result<(), String>,
 ) -> Result<(), ArchiveError> {
-    let file = File::open(path).map_err(|source| ArchiveError::Io {
+    let file = File::open(path).map_err(|error| ArchiveError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let input: Box<dyn Read> = match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(file)),
         Compression::Zstd => {
-            Box::new(zstd::Decoder::new(file).map_err(|source| ArchiveError::Io {
+            Box::new(zstd::Decoder::new(file).map_err(|error| ArchiveError::Io {
                 path: path.to_owned(),
-                source,
+                error,
             })?)
         }
     };

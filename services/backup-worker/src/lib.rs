@@ -29,11 +29,11 @@ use crate::snapshot::{Manifest, SnapshotError, TEMPORARY_PREFIX};
 pub enum StartupError {
     #[error(transparent)]
     Settings(#[from] telemetry_core::SettingsError),
-    #[error("cannot listen on {address}: {source}")]
+    /// The cause is in the message, not a `source` (it would print twice).
+    #[error("cannot listen on {address}: {error}")]
     Listen {
         address: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -187,20 +187,20 @@ impl Application {
     /// usable.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
         let address = format!("{}:{}", settings.http.host, settings.http.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Listen {
+        let listener = TcpListener::bind(&address).map_err(|error| StartupError::Listen {
             address: address.clone(),
-            source,
+            error,
         })?;
         let port = listener
             .local_addr()
-            .map_err(|source| StartupError::Listen {
+            .map_err(|error| StartupError::Listen {
                 address: address.clone(),
-                source,
+                error,
             })?
             .port();
         let metrics = Arc::new(Metrics::default());
         let server = telemetry_core::ops::serve(listener, metrics.clone())
-            .map_err(|source| StartupError::Listen { address, source })?;
+            .map_err(|error| StartupError::Listen { address, error })?;
         let pool = settings.database.pool()?;
         tracing::info!(
             message = "backup worker started",
@@ -315,7 +315,15 @@ fn remove_leftovers(directory: &Path) {
     }
 }
 
-/// One snapshot plus retention, logged and counted.
+/// One snapshot plus retention, logged and counted. Its span carries the
+/// host and directory into every line it logs, failures included.
+#[tracing::instrument(
+    skip_all,
+    fields(
+        host = %settings.database.host,
+        directory = %settings.backup.directory.display()
+    )
+)]
 pub async fn snapshot_once(
     settings: &Settings,
     pool: &Pool,

@@ -20,7 +20,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Pool;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use telemetry_core::database::{with_timeout, DatabaseError};
+use telemetry_core::database::{record_host, with_timeout, DatabaseError};
 use telemetry_core::reading::COLUMNS;
 use telemetry_core::Reading;
 
@@ -52,12 +52,9 @@ pub enum SnapshotError {
     Database(#[from] DatabaseError),
     #[error("a row of mediciones could not be read: {0}")]
     Row(String),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The cause is in the message, not a `source` (it would print twice).
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
 }
 
 pub fn manifest_path(snapshot: &Path) -> PathBuf {
@@ -67,6 +64,16 @@ pub fn manifest_path(snapshot: &Path) -> PathBuf {
 }
 
 /// Dumps `mediciones` into a new snapshot in `directory`.
+#[tracing::instrument(
+    skip_all,
+    fields(
+        directory = %directory.display(),
+        host = tracing::field::Empty,
+        file = tracing::field::Empty,
+        rows = tracing::field::Empty,
+        bytes = tracing::field::Empty
+    )
+)]
 pub async fn take(
     pool: &Pool,
     directory: &Path,
@@ -81,13 +88,15 @@ pub async fn take(
         compression.extension()
     );
     let path = directory.join(&name);
-    let write_error = |source| SnapshotError::Write {
+    tracing::Span::current().record("file", name.as_str());
+    let write_error = |error| SnapshotError::Write {
         path: path.clone(),
-        source,
+        error,
     };
 
     // Connect before creating any file: with the database down, no file.
     let mut conn = with_timeout(limit, pool.get_conn()).await?;
+    record_host(&conn);
     // One transaction snapshot: rows inserted while we dump neither appear
     // half nor shift the result.
     with_timeout(
@@ -168,6 +177,9 @@ pub async fn take(
         .map_err(write_error)?;
     with_timeout(limit, conn.query_drop("COMMIT")).await?;
     drop(conn);
+    let span = tracing::Span::current();
+    span.record("rows", rows);
+    span.record("bytes", bytes);
 
     let manifest = Manifest {
         file: name,
@@ -181,9 +193,9 @@ pub async fn take(
         duration_ms: clock.elapsed().as_millis() as u64,
     };
     let manifest_file = manifest_path(&path);
-    let manifest_error = |source| SnapshotError::Write {
+    let manifest_error = |error| SnapshotError::Write {
         path: manifest_file.clone(),
-        source,
+        error,
     };
     let manifest_name = manifest_file
         .file_name()

@@ -14,24 +14,16 @@ use backup_worker::snapshot::{self, SnapshotError};
 use chrono::NaiveDate;
 use mysql_async::prelude::Queryable;
 use telemetry_core::reading::{insert_batch, latest};
-use telemetry_core::testing::{Outage, TestDatabase};
+use telemetry_core::testing::{city_names, eventually, Outage, TestDatabase};
 use telemetry_core::{NewReading, Source};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn readings(count: u32) -> Vec<NewReading> {
-    let cities = [
-        "Bogotá",
-        "Medellín",
-        "Cali",
-        "Cartagena",
-        "Manizales",
-        "Pereira",
-        "Bucaramanga",
-    ];
+    let cities = city_names();
     (0..count)
         .map(|i| NewReading {
-            ciudad: cities[i as usize % cities.len()].into(),
+            ciudad: cities[i as usize % cities.len()].clone(),
             temperatura: (i % 5 != 0).then_some(15.0 + f64::from(i % 20) / 10.0),
             humedad: (i % 7 != 0).then_some((40 + i % 50) as u8),
             fecha_registro: NaiveDate::from_ymd_opt(2026, 11, 23)
@@ -554,15 +546,16 @@ async fn eventually_healthy(
     port: u16,
     want: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = health(port).await;
-        if want(&body) {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the wanted /healthz answer",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let body = health(port).await;
+            want(&body).then_some(body)
+        },
+    )
+    .await
 }
 
 #[tokio::test]

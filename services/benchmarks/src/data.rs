@@ -8,18 +8,8 @@ use std::path::Path;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use telemetry_core::time::now_utc;
+use telemetry_core::weather::{default_cities, City};
 use telemetry_core::{NewReading, Source};
-
-/// The sensor's default cities and a base temperature each (°C).
-pub const CITIES: [(&str, f64); 7] = [
-    ("Bogotá", 14.0),
-    ("Medellín", 22.0),
-    ("Cali", 24.5),
-    ("Cartagena", 28.0),
-    ("Manizales", 17.0),
-    ("Pereira", 21.5),
-    ("Bucaramanga", 23.5),
-];
 
 /// The sensor's tick.
 pub const TICK_SECS: i64 = 15;
@@ -27,6 +17,9 @@ pub const TICK_SECS: i64 = 15;
 /// `count` readings, one per city per tick, the last tick being `end`.
 /// Deterministic: the same arguments give the same rows.
 pub struct Readings {
+    /// The sensor's default cities; each one's mean temperature is the base
+    /// of its rows.
+    cities: Vec<City>,
     end: NaiveDateTime,
     ticks: u64,
     next: u64,
@@ -35,9 +28,11 @@ pub struct Readings {
 
 impl Readings {
     pub fn new(count: u64, end: NaiveDateTime) -> Self {
+        let cities = default_cities();
         Self {
+            ticks: count.div_ceil(cities.len() as u64),
+            cities,
             end,
-            ticks: count.div_ceil(CITIES.len() as u64),
             next: 0,
             count,
         }
@@ -61,8 +56,9 @@ impl Iterator for Readings {
         }
         let i = self.next;
         self.next += 1;
-        let tick = i / CITIES.len() as u64;
-        let (city, base) = CITIES[(i % CITIES.len() as u64) as usize];
+        let tick = i / self.cities.len() as u64;
+        let city = &self.cities[(i % self.cities.len() as u64) as usize];
+        let base = city.mean_temperature;
         let at = self.end - TimeDelta::seconds((self.ticks - 1 - tick) as i64 * TICK_SECS);
         // A daily swing plus a little per-row jitter; one decimal, like the API.
         let hour = at.and_utc().timestamp() as f64 / 3600.0;
@@ -70,7 +66,7 @@ impl Iterator for Readings {
         let temperature = round1(base + 4.0 * (hour / 24.0 * std::f64::consts::TAU).sin() + jitter);
         let observed_at = at - TimeDelta::seconds(at.and_utc().timestamp() % 900);
         Some(NewReading {
-            ciudad: city.to_owned(),
+            ciudad: city.name.clone(),
             temperatura: Some(temperature),
             humedad: Some(60 + (i % 35) as u8),
             fecha_registro: at,

@@ -15,6 +15,7 @@ use telemetry_core::database::{with_timeout, DatabaseError};
 use telemetry_core::reading::COLUMNS;
 use telemetry_core::Reading;
 use tokio::runtime::Handle;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
@@ -177,7 +178,10 @@ impl Database {
     {
         let pool = self.pool.clone();
         let limit = self.timeout;
-        let task = self.runtime.spawn(with_timeout(limit, work(pool)));
+        // The caller's span goes along, so the work's log lines carry it.
+        let task = self
+            .runtime
+            .spawn(with_timeout(limit, work(pool)).in_current_span());
         let result = match task.await {
             Ok(result) => result.map_err(StoreError::from),
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
@@ -228,6 +232,7 @@ impl Database {
     /// averages some 5,800 rows), so they run `CHART_CONNECTIONS` at a time,
     /// alongside the cheap lookups on one more connection; the rest of the
     /// pool stays free for the API.
+    #[tracing::instrument(skip_all, fields(cities = cities.len()))]
     pub async fn panel_data(&self, cities: Arc<[String]>) -> Result<PanelData, StoreError> {
         self.run(move |pool| async move {
             let taken_at = telemetry_core::time::now_utc();
@@ -285,6 +290,10 @@ impl Database {
     }
 
     /// Up to `limit` readings matching `filter`, in `order`, after `cursor`.
+    #[tracing::instrument(
+        skip_all,
+        fields(city = filter.city.as_deref(), limit = limit, rows = tracing::field::Empty)
+    )]
     pub async fn readings(
         &self,
         filter: ReadingFilter,
@@ -292,12 +301,15 @@ impl Database {
         cursor: Option<Cursor>,
         limit: u32,
     ) -> Result<Vec<Reading>, StoreError> {
-        self.run(move |pool| async move {
-            let (statement, params) = readings_statement(&filter, order, cursor, limit);
-            let mut conn = pool.get_conn().await?;
-            conn.exec(statement, params).await
-        })
-        .await
+        let readings: Vec<Reading> = self
+            .run(move |pool| async move {
+                let (statement, params) = readings_statement(&filter, order, cursor, limit);
+                let mut conn = pool.get_conn().await?;
+                conn.exec(statement, params).await
+            })
+            .await?;
+        tracing::Span::current().record("rows", readings.len());
+        Ok(readings)
     }
 }
 

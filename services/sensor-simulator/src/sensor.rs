@@ -233,6 +233,7 @@ impl Sensor {
 
     /// Fetches new observations, with exponential backoff and jitter between
     /// attempts; gives up early on replies that retrying cannot fix.
+    #[tracing::instrument(skip_all, fields(cities = self.cities.len()))]
     async fn refresh(&mut self, tick: NaiveDateTime) {
         let mut delay = Duration::from_millis(500);
         for attempt in 1..=self.fetch_attempts {
@@ -335,6 +336,7 @@ impl Sensor {
 
     /// Replays the spool into the database in order; clears it only when
     /// every batch is stored. A failure leaves it for the next tick.
+    #[tracing::instrument(skip_all, fields(file = %self.spool.path().display()))]
     async fn flush_spool(&mut self) {
         let replayed = match self
             .spool

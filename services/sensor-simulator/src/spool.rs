@@ -41,12 +41,9 @@ pub enum ReplayError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The cause is in the message, not a `source` (it would print twice).
+    #[error("spool {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("spool is full ({used} of {max} bytes): {rejected} readings not spooled")]
     Full {
         used: u64,
@@ -65,9 +62,9 @@ pub struct Spool {
 impl Spool {
     pub fn open(directory: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         let path = directory.join(FILE_NAME);
-        let io_error = |source| SpoolError::Io {
+        let io_error = |error| SpoolError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         fs::create_dir_all(directory).map_err(io_error)?;
         let mut file = OpenOptions::new()
@@ -116,12 +113,12 @@ impl Spool {
             .file
             .write_all(&buffer)
             .and_then(|()| self.file.sync_data());
-        if let Err(source) = result {
+        if let Err(error) = result {
             // A short write (disk full) must not leave half a line behind.
             let _ = self.file.set_len(self.len);
             return Err(SpoolError::Io {
                 path: self.path.clone(),
-                source,
+                error,
             });
         }
         self.len += buffer.len() as u64;
@@ -131,9 +128,9 @@ impl Spool {
     /// Reads the waiting readings in the order they were spooled, in batches.
     /// Lines that do not parse are counted in `skipped` and left out.
     pub fn batches(&self, batch_size: usize) -> Result<Batches, SpoolError> {
-        let file = File::open(&self.path).map_err(|source| SpoolError::Io {
+        let file = File::open(&self.path).map_err(|error| SpoolError::Io {
             path: self.path.clone(),
-            source,
+            error,
         })?;
         Ok(Batches {
             lines: BufReader::new(file).lines(),
@@ -147,6 +144,15 @@ impl Spool {
     /// thread while the current one is in flight (the two take comparable
     /// time). Stops at the first failure; the spool itself is left as it is,
     /// for the caller to [`clear`](Self::clear) once everything is stored.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            file = %self.path.display(),
+            bytes = self.len,
+            readings = tracing::field::Empty,
+            skipped = tracing::field::Empty
+        )
+    )]
     pub async fn replay(
         &self,
         pool: &Pool,
@@ -169,25 +175,28 @@ impl Spool {
         });
         let mut readings = 0;
         while let Some(batch) = receiver.recv().await {
-            let batch = batch.map_err(|source| SpoolError::Io {
+            let batch = batch.map_err(|error| SpoolError::Io {
                 path: path.clone(),
-                source,
+                error,
             })?;
             insert_batch(pool, &batch, limit).await?;
             readings += batch.len() as u64;
         }
         let skipped = reader.await.map_err(|error| SpoolError::Io {
             path,
-            source: io::Error::other(error),
+            error: io::Error::other(error),
         })?;
+        let span = tracing::Span::current();
+        span.record("readings", readings);
+        span.record("skipped", skipped);
         Ok(Replayed { readings, skipped })
     }
 
     /// Empties the spool once everything in it is stored.
     pub fn clear(&mut self) -> Result<(), SpoolError> {
-        let io_error = |source| SpoolError::Io {
+        let io_error = |error| SpoolError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
         self.file.set_len(0).map_err(io_error)?;
         self.file.sync_data().map_err(io_error)?;

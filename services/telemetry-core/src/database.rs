@@ -11,6 +11,9 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// Each message includes its cause and no variant has a `source`: our logs
+/// print errors with `%error` (Display only), and a reporter that walks the
+/// chain would otherwise print the cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
     #[error("database did not answer within {0:?}")]
@@ -21,9 +24,17 @@ pub enum DatabaseError {
     #[error("refused the database server, password not sent: {0}")]
     Untrusted(String),
     #[error("database error: {0}")]
-    Driver(#[source] mysql_async::Error),
+    Driver(mysql_async::Error),
     #[error("migration failed: {0}")]
-    Migration(#[from] refinery::Error),
+    Migration(refinery::Error),
+}
+
+// By hand rather than `#[from]`: that would make the cause a `source` as
+// well as part of the message.
+impl From<refinery::Error> for DatabaseError {
+    fn from(error: refinery::Error) -> Self {
+        Self::Migration(error)
+    }
 }
 
 impl From<mysql_async::Error> for DatabaseError {
@@ -142,6 +153,14 @@ impl DatabaseSettings {
                 .with_disable_built_in_roots(true)
         })
     }
+}
+
+/// Records on the current span the database host that `conn` talks to, so
+/// log lines of a database call say which server it was. Callers declare
+/// `host = tracing::field::Empty`; the pool does not expose its options, a
+/// connection does.
+pub fn record_host(conn: &mysql_async::Conn) {
+    tracing::Span::current().record("host", conn.opts().ip_or_hostname());
 }
 
 /// Runs `future` with the configured bound, so callers see a dead database

@@ -9,7 +9,7 @@ use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{FromRowError, Pool, Row, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::database::{with_timeout, DatabaseError};
+use crate::database::{record_host, with_timeout, DatabaseError};
 use crate::time::{seed_format, seed_timestamp};
 
 /// Where a reading came from. Simulated readings are always stored as such,
@@ -239,6 +239,10 @@ impl NewReading {
 /// Inserts `readings` in one multi-row statement. Rows whose (city, tick) is
 /// already stored are skipped, so retrying a batch is safe. Returns how many
 /// rows were new.
+#[tracing::instrument(
+    skip_all,
+    fields(rows = readings.len(), inserted = tracing::field::Empty, host = tracing::field::Empty)
+)]
 pub async fn insert_batch(
     pool: &Pool,
     readings: &[NewReading],
@@ -250,6 +254,10 @@ pub async fn insert_batch(
 
 /// Inserts stored readings keeping their ids (a restore). Rows whose id or
 /// (city, tick) is already present are skipped, so restoring twice is safe.
+#[tracing::instrument(
+    skip_all,
+    fields(rows = readings.len(), inserted = tracing::field::Empty, host = tracing::field::Empty)
+)]
 pub async fn insert_with_ids(
     pool: &Pool,
     readings: &[Reading],
@@ -288,29 +296,40 @@ async fn insert_rows(
     // INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the sensor's account
     // has no UPDATE privilege, on purpose.
     let statement = format!("INSERT IGNORE INTO mediciones ({columns}) VALUES {placeholders}");
-    with_timeout(limit, async {
+    let inserted = with_timeout(limit, async {
         let mut conn = pool.get_conn().await?;
+        record_host(&conn);
         conn.exec_drop(statement, params).await?;
         Ok(conn.affected_rows())
     })
-    .await
+    .await?;
+    // On the caller's span (`insert_batch` or `insert_with_ids`).
+    tracing::Span::current().record("inserted", inserted);
+    Ok(inserted)
 }
 
 /// The `count` most recent readings, newest first (the seed's panel query).
+#[tracing::instrument(
+    skip_all,
+    fields(count = count, rows = tracing::field::Empty, host = tracing::field::Empty)
+)]
 pub async fn latest(
     pool: &Pool,
     count: u32,
     limit: Duration,
 ) -> Result<Vec<Reading>, DatabaseError> {
-    with_timeout(limit, async {
+    let readings: Vec<Reading> = with_timeout(limit, async {
         let mut conn = pool.get_conn().await?;
+        record_host(&conn);
         conn.exec(
             format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?"),
             (count,),
         )
         .await
     })
-    .await
+    .await?;
+    tracing::Span::current().record("rows", readings.len());
+    Ok(readings)
 }
 
 #[cfg(test)]

@@ -245,8 +245,9 @@ impl Validate for DatabaseSettings {
                 return Err(SettingsError::invalid(
                     "database.ca_file",
                     ca_file.display(),
-                    "no such file: the cloud site writes it as ca.pem with the \
-                     database credentials (see docs/security.md)",
+                    "no such file: the cloud's credentials job makes it (ca.pem); \
+                     on a separate local site, import the site credentials first \
+                     (scripts/site-credentials.sh, docs/security.md)",
                 ));
             }
         }
@@ -336,6 +337,15 @@ mod tests {
 
     // Environment variables are process-wide; these tests use keys no other
     // test sets, through a file only, to stay independent of each other.
+    #[test]
+    fn a_missing_certificate_authority_is_named_with_where_it_comes_from() {
+        let file = toml_file("[database]\nca_file = \"/nonexistent/ca.pem\"\n");
+        let error = load::<Sample>(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("database.ca_file"), "{error}");
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        assert!(error.contains("site-credentials.sh"), "{error}");
+    }
+
     #[test]
     fn defaults_apply_when_nothing_is_given() {
         let settings: Sample = load(None).unwrap();

@@ -1,15 +1,23 @@
-//! Test support: a freshly migrated database per test on a real server.
+//! Test support: a freshly migrated database per test on a real server, a
+//! database outage a test can switch, waiting with a deadline, and sample
+//! readings of the default cities.
 //!
 //! The server is named by `TEST_DATABASE_URL` (an admin account, e.g.
 //! `mysql://root:secret@127.0.0.1:33306`); the README's test command starts a
 //! MariaDB and sets it. Without it the tests fail loudly instead of skipping.
 
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, Pool};
 use secrecy::SecretString;
 
 use crate::database::migrate;
 use crate::settings::DatabaseSettings;
+use crate::weather::default_cities;
+use crate::{NewReading, Source};
 
 pub struct TestDatabase {
     pub settings: DatabaseSettings,
@@ -166,4 +174,57 @@ async fn serve(listener: tokio::net::TcpListener, target: std::net::SocketAddr) 
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// Polls `check` every `every` until it yields a value; fails the test after
+/// `limit`, naming what it waited for. (`stack_tests::eventually` is the
+/// blocking one, for threads outside a runtime.)
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A reading of `city` stamped `at`, with the optional columns empty; set
+/// those with `NewReading { .., ..reading(..) }`.
+pub fn reading(
+    city: &str,
+    at: NaiveDateTime,
+    temperature: f64,
+    humidity: u8,
+    source: Source,
+) -> NewReading {
+    NewReading {
+        ciudad: city.into(),
+        temperatura: Some(temperature),
+        humedad: Some(humidity),
+        fecha_registro: at,
+        source,
+        observed_at: None,
+        apparent_temperature: None,
+        weather_code: None,
+        wind_speed: None,
+    }
+}
+
+/// `seconds` before now, on a whole second.
+pub fn seconds_ago(seconds: i64) -> NaiveDateTime {
+    crate::time::now_utc() - TimeDelta::seconds(seconds)
+}
+
+/// Names of the default cities, in their order.
+pub fn city_names() -> Vec<String> {
+    default_cities().into_iter().map(|city| city.name).collect()
 }

@@ -159,6 +159,14 @@ impl WeatherClient {
     }
 
     /// Current conditions for every city, in the order given.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            cities = cities.len(),
+            status = tracing::field::Empty,
+            bytes = tracing::field::Empty
+        )
+    )]
     pub async fn current(&self, cities: &[City]) -> Result<Vec<Observation>, WeatherError> {
         let join = |value: fn(&City) -> f64| {
             cities
@@ -177,6 +185,7 @@ impl WeatherClient {
             .await
             .map_err(|error| self.transport_error(error))?;
         let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -190,6 +199,7 @@ impl WeatherClient {
             }
             body.extend_from_slice(&chunk);
         }
+        tracing::Span::current().record("bytes", body.len());
         if status != 200 {
             let reason = serde_json::from_slice::<ErrorReply>(&body)
                 .map(|reply| reply.reason)

@@ -2,34 +2,32 @@
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, TimeDelta};
 use mysql_async::prelude::Queryable;
 use telemetry_core::database::migrate;
 use telemetry_core::reading::{insert_batch, latest};
-use telemetry_core::testing::{Outage, TestDatabase};
+use telemetry_core::testing::{self, Outage, TestDatabase};
 use telemetry_core::{NewReading, Source};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A reading with every column set, so a round trip checks them all.
 fn reading(city: &str, second: u32) -> NewReading {
+    let minute = NaiveDate::from_ymd_opt(2026, 11, 23)
+        .unwrap()
+        .and_hms_opt(10, 0, 0)
+        .unwrap();
     NewReading {
-        ciudad: city.into(),
-        temperatura: Some(20.5),
-        humedad: Some(60),
-        fecha_registro: NaiveDate::from_ymd_opt(2026, 11, 23)
-            .unwrap()
-            .and_hms_opt(10, 0, second)
-            .unwrap(),
-        source: Source::OpenMeteo,
-        observed_at: Some(
-            NaiveDate::from_ymd_opt(2026, 11, 23)
-                .unwrap()
-                .and_hms_opt(10, 0, 0)
-                .unwrap(),
-        ),
-        apparent_temperature: None,
+        observed_at: Some(minute),
         weather_code: Some(3),
         wind_speed: Some(7.5),
+        ..testing::reading(
+            city,
+            minute + TimeDelta::seconds(second.into()),
+            20.5,
+            60,
+            Source::OpenMeteo,
+        )
     }
 }
 

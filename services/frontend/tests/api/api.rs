@@ -1,16 +1,18 @@
 use std::collections::HashSet;
 
+use telemetry_core::testing::{reading, seconds_ago};
 use telemetry_core::Source;
 
-use crate::helpers::{reading, spawn_app};
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn readings_filter_by_city_and_time_range() {
     let app = spawn_app().await;
     let mut readings = Vec::new();
     for step in 0..10 {
-        readings.push(reading("Cali", step * 60, 24.0, 70, Source::OpenMeteo));
-        readings.push(reading("Bogotá", step * 60, 14.0, 80, Source::OpenMeteo));
+        let at = seconds_ago(step * 60);
+        readings.push(reading("Cali", at, 24.0, 70, Source::OpenMeteo));
+        readings.push(reading("Bogotá", at, 14.0, 80, Source::OpenMeteo));
     }
     app.insert(&readings).await;
     // Between 7.5 and 2.5 minutes ago: ticks 3, 4, 5, 6 and 7 minutes ago.
@@ -50,8 +52,9 @@ async fn readings_paginate_with_before_id_without_gaps_or_repeats() {
     // Several cities on the same ticks: ties on fecha_registro.
     let mut readings = Vec::new();
     for step in 0..9 {
+        let at = seconds_ago(step * 15);
         for city in ["Cali", "Bogotá", "Pereira"] {
-            readings.push(reading(city, step * 15, 20.0, 60, Source::Simulated));
+            readings.push(reading(city, at, 20.0, 60, Source::Simulated));
         }
     }
     app.insert(&readings).await;
@@ -103,9 +106,9 @@ async fn readings_paginate_with_before_id_without_gaps_or_repeats() {
 async fn cities_gives_the_latest_reading_of_each_configured_city() {
     let app = spawn_app().await;
     app.insert(&[
-        reading("Cali", 60, 23.0, 70, Source::OpenMeteo),
-        reading("Cali", 15, 24.5, 71, Source::OpenMeteo),
-        reading("Bogotá", 15, 14.0, 80, Source::Simulated),
+        reading("Cali", seconds_ago(60), 23.0, 70, Source::OpenMeteo),
+        reading("Cali", seconds_ago(15), 24.5, 71, Source::OpenMeteo),
+        reading("Bogotá", seconds_ago(15), 14.0, 80, Source::Simulated),
     ])
     .await;
 
@@ -157,13 +160,19 @@ async fn csv_export_streams_a_range_across_pages() {
         .map(|step| {
             reading(
                 "Cali",
-                10 + step * 15,
+                seconds_ago(10 + step * 15),
                 20.0 + (step % 10) as f64 / 10.0,
                 65,
                 Source::OpenMeteo,
             )
         })
-        .chain([reading("Bogotá", 10, 14.0, 80, Source::OpenMeteo)])
+        .chain([reading(
+            "Bogotá",
+            seconds_ago(10),
+            14.0,
+            80,
+            Source::OpenMeteo,
+        )])
         .collect();
     app.insert(&readings).await;
 
@@ -208,8 +217,8 @@ async fn csv_export_streams_a_range_across_pages() {
 async fn csv_export_defaults_to_the_last_day() {
     let app = spawn_app().await;
     app.insert(&[
-        reading("Cali", 60, 24.0, 70, Source::OpenMeteo),
-        reading("Cali", 2 * 86_400, 22.0, 70, Source::OpenMeteo),
+        reading("Cali", seconds_ago(60), 24.0, 70, Source::OpenMeteo),
+        reading("Cali", seconds_ago(2 * 86_400), 22.0, 70, Source::OpenMeteo),
     ])
     .await;
 
@@ -255,8 +264,8 @@ async fn invalid_parameters_get_a_400_naming_them() {
 #[tokio::test]
 async fn hostile_input_never_gets_a_5xx_or_sql_text() {
     let app = spawn_app().await;
-    app.insert(&[reading("Cali", 60, 24.0, 70, Source::OpenMeteo)])
-        .await;
+    let cali = reading("Cali", seconds_ago(60), 24.0, 70, Source::OpenMeteo);
+    app.insert(&[cali]).await;
     let long = "x".repeat(5000);
     let hostile_values = [
         "' OR '1'='1",

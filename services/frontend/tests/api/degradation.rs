@@ -1,6 +1,7 @@
+use telemetry_core::testing::{eventually, reading, seconds_ago};
 use telemetry_core::Source;
 
-use crate::helpers::{eventually, reading, spawn_app_with, Options};
+use crate::helpers::{spawn_app_with, Options, PATIENCE, POLL};
 
 #[tokio::test]
 async fn database_outage_keeps_the_page_up_and_recovers_by_itself() {
@@ -9,8 +10,8 @@ async fn database_outage_keeps_the_page_up_and_recovers_by_itself() {
         ..Options::default()
     })
     .await;
-    app.insert(&[reading("Cali", 20, 24.2, 71, Source::OpenMeteo)])
-        .await;
+    let cali = reading("Cali", seconds_ago(20), 24.2, 71, Source::OpenMeteo);
+    app.insert(&[cali]).await;
     let (status, html) = app.get_text("/").await;
     assert_eq!(status, 200);
     assert!(html.contains("24.2 °C"));
@@ -19,10 +20,10 @@ async fn database_outage_keeps_the_page_up_and_recovers_by_itself() {
     // the background read (or any other query) has run into it.
     app.forwarder.as_mut().unwrap().cut();
 
-    eventually("the page reports the outage", || async {
+    eventually("the page reports the outage", PATIENCE, POLL, || async {
         let (status, html) = app.get_text("/").await;
         assert_eq!(status, 200, "the page answers without its database");
-        html.contains("Database unreachable since")
+        html.contains("Database unreachable since").then_some(())
     })
     .await;
     let (status, html) = app.get_text("/").await;
@@ -49,18 +50,29 @@ async fn database_outage_keeps_the_page_up_and_recovers_by_itself() {
 
     // Recovery, without a restart.
     app.forwarder.as_mut().unwrap().restore().await;
-    app.insert(&[reading("Cali", 5, 25.7, 69, Source::OpenMeteo)])
+    app.insert(&[reading("Cali", seconds_ago(5), 25.7, 69, Source::OpenMeteo)])
         .await;
 
-    eventually("the panel sees the database again", || async {
-        let (status, _) = app.get_json("/readyz").await;
-        status == 200
-    })
+    eventually(
+        "the panel sees the database again",
+        PATIENCE,
+        POLL,
+        || async {
+            let (status, _) = app.get_json("/readyz").await;
+            (status == 200).then_some(())
+        },
+    )
     .await;
-    eventually("the page shows fresh data without a banner", || async {
-        let (status, html) = app.get_text("/").await;
-        status == 200 && !html.contains("Database unreachable") && html.contains("25.7 °C")
-    })
+    eventually(
+        "the page shows fresh data without a banner",
+        PATIENCE,
+        POLL,
+        || async {
+            let (status, html) = app.get_text("/").await;
+            (status == 200 && !html.contains("Database unreachable") && html.contains("25.7 °C"))
+                .then_some(())
+        },
+    )
     .await;
     let (status, json) = app.get_json("/api/readings?city=Cali").await;
     assert_eq!(status, 200);

@@ -1,19 +1,22 @@
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::TimeDelta;
 use frontend::settings::Settings;
 use frontend::Application;
 use mysql_async::prelude::Queryable;
 use secrecy::SecretString;
 use telemetry_core::reading::insert_batch;
-use telemetry_core::testing::{Outage, TestDatabase};
+use telemetry_core::testing::{eventually, Outage, TestDatabase};
 use telemetry_core::weather::{default_cities, City};
-use telemetry_core::{NewReading, Source};
+use telemetry_core::NewReading;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// How long a test waits for the panel to see a change (it reads the
+/// database every second), and how often it looks.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+pub const POLL: Duration = Duration::from_millis(100);
 
 pub const CURRENT_ONE: &str =
     include_str!("../../../telemetry-core/tests/fixtures/current-one.json");
@@ -163,9 +166,12 @@ impl TestApp {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        eventually("the panel reads the database after the insert", || async {
-            self.panel_read_at().await >= inserted
-        })
+        eventually(
+            "the panel reads the database after the insert",
+            PATIENCE,
+            POLL,
+            || async { (self.panel_read_at().await >= inserted).then_some(()) },
+        )
         .await;
     }
 
@@ -193,40 +199,4 @@ impl TestApp {
         }
         self.db.drop().await;
     }
-}
-
-/// A reading `seconds_ago` before now, on a whole second.
-pub fn reading(
-    city: &str,
-    seconds_ago: i64,
-    temperature: f64,
-    humidity: u8,
-    source: Source,
-) -> NewReading {
-    NewReading {
-        ciudad: city.into(),
-        temperatura: Some(temperature),
-        humedad: Some(humidity),
-        fecha_registro: telemetry_core::time::now_utc() - TimeDelta::seconds(seconds_ago),
-        source,
-        observed_at: None,
-        apparent_temperature: None,
-        weather_code: None,
-        wind_speed: None,
-    }
-}
-
-/// Polls `check` until it holds; panics after about 20 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: still not the case after 20 s");
 }

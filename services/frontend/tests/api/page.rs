@@ -1,16 +1,14 @@
+use telemetry_core::testing::{city_names, reading, seconds_ago};
 use telemetry_core::weather::City;
 use telemetry_core::Source;
 use wiremock::ResponseTemplate;
 
-use crate::helpers::{reading, spawn_app, spawn_app_with, Options};
+use crate::helpers::{spawn_app, spawn_app_with, Options};
 
 #[tokio::test]
 async fn page_shows_every_city_card_chart_and_latest_table() {
     let app = spawn_app().await;
-    let cities: Vec<String> = telemetry_core::weather::default_cities()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let cities = city_names();
     // Two hours of readings every 5 minutes for every city.
     let mut readings = Vec::new();
     for (index, city) in cities.iter().enumerate() {
@@ -22,7 +20,7 @@ async fn page_shows_every_city_card_chart_and_latest_table() {
             };
             readings.push(reading(
                 city,
-                10 + step * 300,
+                seconds_ago(10 + step * 300),
                 15.0 + index as f64,
                 60 + step as u8,
                 source,
@@ -72,8 +70,8 @@ async fn page_shows_every_city_card_chart_and_latest_table() {
 async fn old_readings_are_flagged_stale() {
     let app = spawn_app().await;
     app.insert(&[
-        reading("Cali", 20, 24.0, 70, Source::OpenMeteo),
-        reading("Bogotá", 3600, 14.0, 80, Source::OpenMeteo),
+        reading("Cali", seconds_ago(20), 24.0, 70, Source::OpenMeteo),
+        reading("Bogotá", seconds_ago(3600), 14.0, 80, Source::OpenMeteo),
     ])
     .await;
 
@@ -95,8 +93,8 @@ async fn old_readings_are_flagged_stale() {
 #[tokio::test]
 async fn fragment_is_the_panel_without_the_layout() {
     let app = spawn_app().await;
-    app.insert(&[reading("Cali", 20, 24.0, 70, Source::OpenMeteo)])
-        .await;
+    let cali = reading("Cali", seconds_ago(20), 24.0, 70, Source::OpenMeteo);
+    app.insert(&[cali]).await;
 
     let response = app.get("/fragment/panel?city=Cali").await;
     assert_eq!(response.status(), 200);
@@ -139,8 +137,8 @@ async fn hostile_city_names_are_escaped() {
     })
     .await;
     app.insert(&[
-        reading(hostile, 30, 10.0, 50, Source::Simulated),
-        reading(hostile, 330, 11.0, 55, Source::Simulated),
+        reading(hostile, seconds_ago(30), 10.0, 50, Source::Simulated),
+        reading(hostile, seconds_ago(330), 11.0, 55, Source::Simulated),
     ])
     .await;
 
@@ -189,8 +187,8 @@ async fn page_still_renders_when_open_meteo_fails() {
         ..Options::default()
     })
     .await;
-    app.insert(&[reading("Cali", 20, 24.0, 70, Source::OpenMeteo)])
-        .await;
+    let cali = reading("Cali", seconds_ago(20), 24.0, 70, Source::OpenMeteo);
+    app.insert(&[cali]).await;
 
     let (status, html) = app.get_text("/").await;
     assert_eq!(status, 200);

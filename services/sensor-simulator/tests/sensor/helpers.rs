@@ -1,4 +1,3 @@
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -6,13 +5,17 @@ use mysql_async::prelude::Queryable;
 use sensor_simulator::settings::Settings;
 use sensor_simulator::Application;
 use telemetry_core::settings::{DatabaseSettings, HttpSettings};
-use telemetry_core::weather::City;
+use telemetry_core::weather::default_cities;
 use telemetry_core::Source;
 use tokio::sync::oneshot;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The sensor under test reads the first two default cities (Bogotá and
+/// Medellín, the cities of the two-city fixture).
 pub const CITIES: usize = 2;
+/// How often a test looks again while it waits.
+pub const POLL: Duration = Duration::from_millis(100);
 const FIXTURE: &str = include_str!("../../../telemetry-core/tests/fixtures/current-many.json");
 
 /// The documented two-city reply, observed at the start of this minute (the
@@ -44,10 +47,7 @@ pub fn settings(database: &DatabaseSettings, api: &str, spool: PathBuf) -> Setti
     settings.weather.attempts = 1;
     settings.sensor.interval_secs = 1;
     settings.sensor.source = Source::OpenMeteo;
-    settings.sensor.cities = vec![
-        City::new("Bogotá", 4.711, -74.0721, 14.0),
-        City::new("Medellín", 6.2442, -75.5812, 22.0),
-    ];
+    settings.sensor.cities = default_cities()[..CITIES].to_vec();
     settings.spool.directory = spool;
     settings
 }
@@ -103,22 +103,6 @@ pub async fn api_answering(body: &str) -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-/// Polls `condition` until it holds; fails the test after `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 pub async fn row_count(pool: &mysql_async::Pool) -> u64 {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
-use telemetry_core::testing::{Outage, TestDatabase};
+use telemetry_core::testing::{eventually, Outage, TestDatabase};
 
 use crate::helpers::*;
 
@@ -47,25 +47,26 @@ async fn readings_made_during_an_outage_are_spooled_then_stored_once_each() {
         settings.sensor.interval_secs = TICK_SECS;
         settings
     });
-    eventually("rows before the outage", PATIENCE, || async {
-        row_count(&db.pool).await >= 2 * CITIES as u64
+    eventually("rows before the outage", PATIENCE, POLL, || async {
+        (row_count(&db.pool).await >= 2 * CITIES as u64).then_some(())
     })
     .await;
 
     outage.cut();
-    eventually("three ticks spooled", PATIENCE, || async {
-        sensor.metric("sensor_readings_spooled_total").await >= 3.0 * CITIES as f64
+    eventually("three ticks spooled", PATIENCE, POLL, || async {
+        (sensor.metric("sensor_readings_spooled_total").await >= 3.0 * CITIES as f64).then_some(())
     })
     .await;
     outage.restore().await;
-    eventually("spool replayed", PATIENCE, || async {
-        sensor.metric("sensor_readings_replayed_total").await >= 3.0 * CITIES as f64
-            && sensor.metric("sensor_spool_bytes").await == 0.0
+    eventually("spool replayed", PATIENCE, POLL, || async {
+        (sensor.metric("sensor_readings_replayed_total").await >= 3.0 * CITIES as f64
+            && sensor.metric("sensor_spool_bytes").await == 0.0)
+            .then_some(())
     })
     .await;
     let spooled = sensor.metric("sensor_readings_spooled_total").await;
-    eventually("a direct insert after recovery", PATIENCE, || async {
-        sensor.metric("sensor_readings_inserted_total").await > 0.0
+    eventually("a direct insert after recovery", PATIENCE, POLL, || async {
+        (sensor.metric("sensor_readings_inserted_total").await > 0.0).then_some(())
     })
     .await;
     sensor.stop().await;
@@ -84,8 +85,8 @@ async fn the_spool_survives_a_restart_and_is_replayed_by_the_next_process() {
     let database = outage.settings(&db.settings);
     outage.cut();
     let sensor = RunningSensor::start(|spool| settings(&database, &api.uri(), spool));
-    eventually("two ticks spooled", PATIENCE, || async {
-        sensor.metric("sensor_readings_spooled_total").await >= 2.0 * CITIES as f64
+    eventually("two ticks spooled", PATIENCE, POLL, || async {
+        (sensor.metric("sensor_readings_spooled_total").await >= 2.0 * CITIES as f64).then_some(())
     })
     .await;
     let spool_dir = sensor.stop().await;
@@ -94,8 +95,8 @@ async fn the_spool_survives_a_restart_and_is_replayed_by_the_next_process() {
     outage.restore().await;
     let spool_path = spool_dir.path().to_owned();
     let sensor = RunningSensor::start(|_| settings(&database, &api.uri(), spool_path.clone()));
-    eventually("spool replayed", PATIENCE, || async {
-        sensor.metric("sensor_readings_replayed_total").await >= 2.0 * CITIES as f64
+    eventually("spool replayed", PATIENCE, POLL, || async {
+        (sensor.metric("sensor_readings_replayed_total").await >= 2.0 * CITIES as f64).then_some(())
     })
     .await;
     sensor.stop().await;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use telemetry_core::testing::TestDatabase;
+use telemetry_core::testing::{eventually, TestDatabase};
 use wiremock::matchers::{method, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -25,8 +25,8 @@ async fn stores_one_row_per_city_per_tick_with_observation_time_and_source() {
         .mount(&api)
         .await;
     let sensor = RunningSensor::start(|spool| settings(&db.settings, &api.uri(), spool));
-    eventually("three ticks stored", PATIENCE, || async {
-        row_count(&db.pool).await >= 3 * CITIES as u64
+    eventually("three ticks stored", PATIENCE, POLL, || async {
+        (row_count(&db.pool).await >= 3 * CITIES as u64).then_some(())
     })
     .await;
     sensor.stop().await;
@@ -71,8 +71,8 @@ async fn a_current_observation_is_fetched_once_and_reused_until_due() {
     let (body, _) = current_reply();
     let api = api_answering(&body).await;
     let sensor = RunningSensor::start(|spool| settings(&db.settings, &api.uri(), spool));
-    eventually("four ticks stored", PATIENCE, || async {
-        row_count(&db.pool).await >= 4 * CITIES as u64
+    eventually("four ticks stored", PATIENCE, POLL, || async {
+        (row_count(&db.pool).await >= 4 * CITIES as u64).then_some(())
     })
     .await;
     sensor.stop().await;
@@ -89,8 +89,8 @@ async fn no_rows_and_error_counted(reply: ResponseTemplate, kind: &str) {
         .await;
     let sensor = RunningSensor::start(|spool| settings(&db.settings, &api.uri(), spool));
     let metric = format!("sensor_api_errors_total{{kind=\"{kind}\"}}");
-    eventually(&format!("{metric} >= 2"), PATIENCE, || async {
-        sensor.metric(&metric).await >= 2.0
+    eventually(&format!("{metric} >= 2"), PATIENCE, POLL, || async {
+        (sensor.metric(&metric).await >= 2.0).then_some(())
     })
     .await;
     sensor.stop().await;
@@ -149,8 +149,8 @@ async fn missing_fields_are_stored_as_null_never_invented() {
         .replace(",\"relative_humidity_2m\":58", "");
     let api = api_answering(&body).await;
     let sensor = RunningSensor::start(|spool| settings(&db.settings, &api.uri(), spool));
-    eventually("a tick stored", PATIENCE, || async {
-        row_count(&db.pool).await >= CITIES as u64
+    eventually("a tick stored", PATIENCE, POLL, || async {
+        (row_count(&db.pool).await >= CITIES as u64).then_some(())
     })
     .await;
     sensor.stop().await;

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -12,17 +11,15 @@ use chrono::{NaiveDateTime, TimeDelta, Timelike};
 use mysql_async::prelude::Queryable;
 use stack_tests::{docker, Stack};
 
-/// The seed's cities with the coordinates the sensor sends (see
-/// telemetry-core's `default_cities`): the stub's values derive from them.
-pub const CITIES: [(&str, f64, f64); 7] = [
-    ("Bogotá", 4.7110, -74.0721),
-    ("Medellín", 6.2442, -75.5812),
-    ("Cali", 3.4516, -76.5320),
-    ("Cartagena", 10.3910, -75.4794),
-    ("Manizales", 5.0703, -75.5138),
-    ("Pereira", 4.8133, -75.6961),
-    ("Bucaramanga", 7.1193, -73.1227),
-];
+/// Waiting with a deadline; scenarios look again every `POLL`.
+pub use telemetry_core::testing::{city_names, eventually};
+/// The seed's cities, with the coordinates the sensor sends: the stub's
+/// values derive from them.
+pub use telemetry_core::weather::{default_cities, City};
+
+/// How often a scenario looks again while it waits: often enough to time an
+/// outage, rarely enough not to load the stack it measures.
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// The sensor's tick (APP__SENSOR__INTERVAL_SECS, not settable through
 /// compose): readings are stamped :00, :15, :30 and :45.
@@ -45,26 +42,6 @@ pub fn say(message: impl fmt::Display) {
 
 pub fn secs(duration: Duration) -> String {
     format!("{:.1} s", duration.as_secs_f64())
-}
-
-/// Polls `check` every half second until it yields a value; fails the test
-/// after `limit`, naming what it waited for.
-pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 pub fn now_utc() -> NaiveDateTime {
@@ -297,9 +274,10 @@ impl<'a> Probe<'a> {
         after: NaiveDateTime,
         limit: Duration,
     ) -> NaiveDateTime {
-        until(
+        eventually(
             &format!("{count} complete tick(s) after {after}"),
             limit,
+            POLL,
             || async {
                 let ticks = self.tick_rows().await.ok()?;
                 let complete: Vec<_> = ticks
@@ -381,7 +359,9 @@ impl<'a> Probe<'a> {
                     log.slowest = log.slowest.max(page.elapsed);
                     let shows_data = page.status == 200
                         && page.body.contains(LIVE_WEATHER)
-                        && CITIES.iter().all(|(city, ..)| page.body.contains(city));
+                        && city_names()
+                            .iter()
+                            .all(|city| page.body.contains(city.as_str()));
                     let banner = page.body.contains(BANNER);
                     let full = shows_data && banner && page.body.contains(LAST_KNOWN);
                     let unnoticed = shows_data && !banner;

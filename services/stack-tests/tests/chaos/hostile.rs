@@ -46,9 +46,10 @@ async fn hostile_input_is_refused_without_harm() {
         } else {
             probe.sensor_metrics().await.unwrap()
         };
-        let metrics = until(
+        let metrics = eventually(
             &format!("a whole fetch against `{mode}`"),
             Duration::from_secs(120),
+            POLL,
             || async {
                 let metrics = probe.sensor_metrics().await.ok()?;
                 (metrics.api_errors(kind) >= before.api_errors(kind) + ATTEMPTS).then_some(metrics)
@@ -107,7 +108,13 @@ async fn hostile_input_is_refused_without_harm() {
         .complete_ticks(1, switched, Duration::from_secs(60))
         .await;
     let rows = probe.rows_since(tick).await.unwrap();
-    for (city, latitude, longitude) in CITIES {
+    for City {
+        name: city,
+        latitude,
+        longitude,
+        ..
+    } in default_cities()
+    {
         let row = rows
             .iter()
             .find(|row| row.0 == city && row.7 == tick)
@@ -155,11 +162,16 @@ async fn hostile_input_is_refused_without_harm() {
         .complete_ticks(1, restarted_at, Duration::from_secs(60))
         .await;
     let rows = probe.rows_since(tick).await.unwrap();
+    let cities = default_cities();
     let nulls = rows
         .iter()
         .filter(|row| row.7 == tick)
         .filter(|(city, temperature, humidity, apparent, code, wind, ..)| {
-            let longitude = CITIES.iter().find(|c| c.0 == city).unwrap().2;
+            let longitude = cities
+                .iter()
+                .find(|c| c.name == city.as_str())
+                .unwrap()
+                .longitude;
             temperature.is_none()
                 && *humidity == Some(stub_weather::humidity(longitude))
                 && apparent.is_none()

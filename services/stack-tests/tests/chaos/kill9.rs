@@ -38,14 +38,15 @@ async fn killed_services_come_back_by_their_restart_policy() {
 
     // frontend
     let back = kill_and_wait(&stack, "frontend", None).await;
-    let page = until(
+    let page = eventually(
         "the panel with data after its restart",
         Duration::from_secs(30),
+        POLL,
         || async {
             let page = probe.get("/").await.ok()?;
             (page.status == 200
                 && !page.body.contains(BANNER)
-                && CITIES.iter().all(|(c, ..)| page.body.contains(c)))
+                && city_names().iter().all(|c| page.body.contains(c.as_str())))
             .then_some(page)
         },
     )
@@ -72,9 +73,10 @@ async fn killed_services_come_back_by_their_restart_policy() {
     ] {
         let (killed_at, back) = aimed_backup_kill(&stack, aim).await;
         backup_kills += 1;
-        let restarted = until(
+        let restarted = eventually(
             "a snapshot taken after the restart",
             Duration::from_secs(30),
+            POLL,
             || async {
                 newest_snapshot(&stack)
                     .filter(|s| s.started > killed_at + TimeDelta::milliseconds(100))
@@ -126,17 +128,27 @@ async fn killed_services_come_back_by_their_restart_policy() {
         .await
         .unwrap()
         .get("sensor_readings_spooled_total");
-    let spooled = until("two ticks spooled", Duration::from_secs(60), || async {
-        let metrics = probe.sensor_metrics().await.ok()?;
-        (metrics.get("sensor_readings_spooled_total") >= base + 14.0)
-            .then(|| metrics.get("sensor_readings_spooled_total"))
-    })
+    let spooled = eventually(
+        "two ticks spooled",
+        Duration::from_secs(60),
+        POLL,
+        || async {
+            let metrics = probe.sensor_metrics().await.ok()?;
+            (metrics.get("sensor_readings_spooled_total") >= base + 14.0)
+                .then(|| metrics.get("sensor_readings_spooled_total"))
+        },
+    )
     .await;
-    let spool = until("the next tick spooled", Duration::from_secs(30), || async {
-        let metrics = probe.sensor_metrics().await.ok()?;
-        (metrics.get("sensor_readings_spooled_total") > spooled)
-            .then(|| metrics.get("sensor_spool_bytes"))
-    })
+    let spool = eventually(
+        "the next tick spooled",
+        Duration::from_secs(30),
+        POLL,
+        || async {
+            let metrics = probe.sensor_metrics().await.ok()?;
+            (metrics.get("sensor_readings_spooled_total") > spooled)
+                .then(|| metrics.get("sensor_spool_bytes"))
+        },
+    )
     .await;
     let back = kill_and_wait(&stack, "sensor-simulator", None).await;
     let restarted = probe.sensor_metrics().await.unwrap();
@@ -324,7 +336,7 @@ fn newest_snapshot(stack: &Stack) -> Option<Snapshot> {
 /// worker takes one every interval from its start, so the next one begins
 /// an interval after the newest.
 async fn aimed_backup_kill(stack: &Stack, aim: Aim) -> (NaiveDateTime, Back) {
-    let newest = until("a snapshot", Duration::from_secs(30), || async {
+    let newest = eventually("a snapshot", Duration::from_secs(30), POLL, || async {
         newest_snapshot(stack)
     })
     .await;

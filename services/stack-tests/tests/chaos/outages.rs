@@ -342,9 +342,10 @@ async fn down_and_up(stack: &Stack, probe: &Probe<'_>) {
 /// stored before the outage ended.
 async fn assert_backup_after(stack: &Stack, probe: &Probe<'_>, after: Instant) {
     let rows_then = probe.count().await.unwrap();
-    let newest = until(
+    let newest = eventually(
         "a backup snapshot after the recovery",
         Duration::from_secs(90),
+        POLL,
         || async {
             let mut names: Vec<String> = std::fs::read_dir(stack.backups.path())
                 .ok()?

@@ -192,9 +192,9 @@ async fn encrypted_on_the_wire(
         "the plain-text canary is not in the capture: it would prove nothing ({} bytes)",
         bytes.len()
     );
-    let mut needles: Vec<Vec<u8>> = CITIES
+    let mut needles: Vec<Vec<u8>> = default_cities()
         .iter()
-        .map(|(city, ..)| city.as_bytes().to_vec())
+        .map(|city| city.name.as_bytes().to_vec())
         .collect();
     // Not "telemetria": it is in the public host name, which TLS sends in
     // clear (SNI), like any HTTPS client.
@@ -294,9 +294,10 @@ async fn man_in_the_middle(wan: &Wan, local: &Stack, probe: &Probe<'_>, cloud_po
         "tcp-reset",
     ];
     wan.run(&[&["iptables", "-I"][..], &reset[..]].concat());
-    let refusals = until(
+    let refusals = eventually(
         "every service refuses the impostor",
         MITM_HOLD + Duration::from_secs(60),
+        POLL,
         || async {
             let lines: Vec<(String, String)> = ["sensor-simulator", "backup-worker", "frontend"]
                 .iter()

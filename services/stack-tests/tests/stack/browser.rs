@@ -6,16 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use stack_tests::repository_root;
-
-const CITIES: [&str; 7] = [
-    "Bogotá",
-    "Medellín",
-    "Cali",
-    "Cartagena",
-    "Manizales",
-    "Pereira",
-    "Bucaramanga",
-];
+use telemetry_core::testing::city_names;
 
 fn chromium(args: &[&str]) -> (String, String) {
     let output = Command::new("chromium")
@@ -63,7 +54,8 @@ pub fn check_panel(panel_port: u16) -> PathBuf {
         errors.is_empty(),
         "the panel logged to the console: {errors:#?}"
     );
-    for city in CITIES {
+    let cities = city_names();
+    for city in &cities {
         assert!(
             dom.contains(&format!("<h3 class=\"card-title\">{city}</h3>")),
             "no card for {city} in the rendered page"
@@ -74,9 +66,9 @@ pub fn check_panel(panel_port: u16) -> PathBuf {
         "live weather from the API stand-in is shown"
     );
     let charts = dom.matches("class=\"chart-svg\"").count();
-    assert_eq!(charts, CITIES.len(), "one chart per city");
+    assert_eq!(charts, cities.len(), "one chart per city");
     assert!(
-        dom.matches("<svg").count() >= CITIES.len(),
+        dom.matches("<svg").count() >= cities.len(),
         "charts are SVG"
     );
 

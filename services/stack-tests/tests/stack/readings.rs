@@ -7,18 +7,9 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 
 use stack_tests::{eventually, Stack};
+use telemetry_core::testing::city_names;
 
 use crate::browser;
-
-const CITIES: [&str; 7] = [
-    "Bogotá",
-    "Medellín",
-    "Cali",
-    "Cartagena",
-    "Manizales",
-    "Pereira",
-    "Bucaramanga",
-];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readings_reach_the_proxy_the_panel_and_the_backups() {
@@ -51,7 +42,7 @@ async fn readings_reach_the_proxy_the_panel_and_the_backups() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    for city in CITIES {
+    for city in city_names() {
         assert!(
             rows.iter().any(|row| row.1 == city),
             "{city} missing from {rows:?}"
