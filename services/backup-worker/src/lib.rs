@@ -3,39 +3,26 @@
 
 pub mod acl;
 pub mod archive;
+pub mod metrics;
 pub mod retention;
 pub mod settings;
 pub mod snapshot;
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use chrono::Utc;
 use mysql_async::Pool;
-use telemetry_core::metrics::Exposition;
-use telemetry_core::ops::Observable;
+use telemetry_core::service::{Listener, StartupError};
 
 use crate::acl::SERVICE_UID;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::snapshot::{Manifest, SnapshotError, TEMPORARY_PREFIX};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Settings(#[from] telemetry_core::SettingsError),
-    /// The cause is in the message, not a `source` (it would print twice).
-    #[error("cannot listen on {address}: {error}")]
-    Listen {
-        address: String,
-        error: std::io::Error,
-    },
-}
 
 /// The backup directory cannot take a snapshot (yet). The cause is in the
 /// message, with the fix: this text is both the log line and `/healthz`.
@@ -67,112 +54,6 @@ pub fn check_writable(directory: &Path) -> Result<(), NotWritable> {
         })
 }
 
-/// Counters exported on `/metrics`, and the state `/healthz` shows.
-#[derive(Default)]
-pub struct Metrics {
-    /// Set while the backup directory is not writable: no snapshot can be
-    /// taken, and `/healthz` says why.
-    pub directory_problem: Mutex<Option<String>>,
-    pub snapshots: AtomicU64,
-    pub failures: AtomicU64,
-    pub rows: AtomicU64,
-    pub bytes: AtomicU64,
-    pub last_duration_ms: AtomicU64,
-    pub last_success_unix: AtomicI64,
-    pub last_rows: AtomicU64,
-}
-
-impl Observable for Metrics {
-    fn healthy(&self) -> bool {
-        self.directory_problem
-            .lock()
-            .expect("health lock")
-            .is_none()
-    }
-
-    fn health(&self) -> serde_json::Value {
-        let problem = self.directory_problem.lock().expect("health lock").clone();
-        serde_json::json!({
-            "status": if problem.is_some() { "waiting for the backup directory" } else { "ok" },
-            "directory_error": problem,
-            "last_success_unix": self.last_success_unix.load(Ordering::Relaxed),
-            "last_rows": self.last_rows.load(Ordering::Relaxed),
-            "failures": self.failures.load(Ordering::Relaxed),
-        })
-    }
-
-    fn metrics(&self) -> String {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let writable = self
-            .directory_problem
-            .lock()
-            .expect("metrics lock")
-            .is_none();
-        let mut out = Exposition::default();
-        out.counter(
-            "backup_snapshots_total",
-            "Snapshots written.",
-            load(&self.snapshots),
-        )
-        .counter(
-            "backup_failures_total",
-            "Snapshots that failed.",
-            load(&self.failures),
-        )
-        .counter(
-            "backup_rows_total",
-            "Rows written over all snapshots.",
-            load(&self.rows),
-        )
-        .counter(
-            "backup_bytes_total",
-            "Bytes written over all snapshots.",
-            load(&self.bytes),
-        )
-        .gauge(
-            "backup_last_rows",
-            "Rows in the last snapshot.",
-            load(&self.last_rows) as f64,
-        )
-        .gauge(
-            "backup_last_duration_seconds",
-            "Duration of the last snapshot.",
-            load(&self.last_duration_ms) as f64 / 1000.0,
-        )
-        .gauge(
-            "backup_last_success_timestamp_seconds",
-            "Unix time of the last snapshot written.",
-            self.last_success_unix.load(Ordering::Relaxed) as f64,
-        )
-        .gauge(
-            "backup_directory_writable",
-            "1 if the backup directory takes snapshots, 0 while the worker waits for it.",
-            f64::from(u8::from(writable)),
-        );
-        out.finish()
-    }
-}
-
-impl Metrics {
-    fn record(&self, outcome: &Result<Manifest, SnapshotError>) {
-        match outcome {
-            Ok(manifest) => {
-                self.snapshots.fetch_add(1, Ordering::Relaxed);
-                self.rows.fetch_add(manifest.rows, Ordering::Relaxed);
-                self.bytes.fetch_add(manifest.bytes, Ordering::Relaxed);
-                self.last_rows.store(manifest.rows, Ordering::Relaxed);
-                self.last_duration_ms
-                    .store(manifest.duration_ms, Ordering::Relaxed);
-                self.last_success_unix
-                    .store(Utc::now().timestamp(), Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
 pub struct Application {
     port: u16,
     server: Server,
@@ -186,21 +67,11 @@ impl Application {
     /// the backup directory yet, so `/healthz` answers while either is not
     /// usable.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let address = format!("{}:{}", settings.http.host, settings.http.port);
-        let listener = TcpListener::bind(&address).map_err(|error| StartupError::Listen {
-            address: address.clone(),
-            error,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|error| StartupError::Listen {
-                address: address.clone(),
-                error,
-            })?
-            .port();
+        let listener = Listener::bind(&settings.http)?;
+        let port = listener.port();
         let metrics = Arc::new(Metrics::default());
-        let server = telemetry_core::ops::serve(listener, metrics.clone())
-            .map_err(|error| StartupError::Listen { address, error })?;
+        let server =
+            listener.serve(|listener| telemetry_core::ops::serve(listener, metrics.clone()))?;
         let pool = settings.database.pool()?;
         tracing::info!(
             message = "backup worker started",

@@ -3,31 +3,25 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use backup_worker::acl::{self, SERVICE_UID};
+use backup_worker::metrics::Metrics;
 use backup_worker::settings::Settings;
-use backup_worker::{archive, snapshot_once, Application, Metrics};
-use clap::{Parser, Subcommand};
-use telemetry_core::observability::{init_tracing, probe_health, shutdown_signal};
+use backup_worker::{archive, snapshot_once, Application};
+use clap::Subcommand;
+use telemetry_core::observability::init_tracing;
+use telemetry_core::service::{self, Cli, Identity, Lifecycle};
 
-/// Writes consistent, timestamped JSON snapshots of the `mediciones` table
-/// (the seed's format) with a manifest each, keeps a bounded history, and
-/// verifies and restores them.
-///
-/// Configuration: defaults, then the TOML file given by --config, then
-/// environment variables APP__SECTION__KEY (e.g. APP__BACKUP__INTERVAL_SECS).
-#[derive(Parser)]
-#[command(version)]
-struct Cli {
-    /// TOML configuration file.
-    #[arg(long, short, env = "APP_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+const IDENTITY: Identity = Identity {
+    name: env!("CARGO_BIN_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+    about: "Writes consistent, timestamped JSON snapshots of the `mediciones` table \
+        (the seed's format) with a manifest each.\n\n\
+        Keeps a bounded history of them, and verifies and restores them.",
+};
 
 #[derive(Subcommand)]
 enum Command {
-    /// Take a snapshot every interval (the default).
-    Run,
+    #[command(flatten)]
+    Lifecycle(Lifecycle),
     /// Take one snapshot now, then exit.
     Once,
     /// Check a snapshot against its manifest: checksum, every row, count.
@@ -35,8 +29,6 @@ enum Command {
     /// Verify a snapshot, then load its rows into the configured database
     /// (needs an account with INSERT). Rows already present are skipped.
     Restore { file: PathBuf },
-    /// Exit 0 if the running worker's /healthz answers (for container healthchecks).
-    Healthcheck,
     /// Let the service's user (UID 10001) write into DIR, with POSIX ACLs.
     ///
     /// For a DIR that belongs to someone else (a host user's bind mount):
@@ -51,82 +43,92 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let settings: Settings = telemetry_core::settings::load(cli.config.as_deref())?;
-    let command = cli.command.unwrap_or(Command::Run);
-    if !matches!(command, Command::Healthcheck) {
+    let cli = Cli::<Command>::parse_as(&IDENTITY);
+    let settings: Settings = cli.settings()?;
+    let command = cli.command.unwrap_or(Command::Lifecycle(Lifecycle::Run));
+    if !matches!(command, Command::Lifecycle(_)) {
         init_tracing(&settings.log);
     }
     match command {
-        Command::Healthcheck => probe_health(settings.http.port).map_err(anyhow::Error::msg),
-        Command::Run => {
-            let application = Application::build(&settings)?;
-            application.run_until_stopped(shutdown_signal()).await?;
-            Ok(())
+        Command::Lifecycle(lifecycle) => {
+            service::lifecycle(
+                lifecycle,
+                (&settings.http, &settings.log),
+                || Application::build(&settings),
+                Application::run_until_stopped,
+            )
+            .await?
         }
-        Command::Once => {
-            std::fs::create_dir_all(&settings.backup.directory)
-                .with_context(|| format!("creating {}", settings.backup.directory.display()))?;
-            let pool = settings.database.pool()?;
-            let manifest = snapshot_once(&settings, &pool, &Metrics::default()).await?;
-            println!(
-                "{}",
-                settings.backup.directory.join(&manifest.file).display()
-            );
-            Ok(())
-        }
-        Command::Verify { file } => {
-            let verified = archive::verify(&file)?;
-            let manifest = verified.manifest;
-            println!(
-                "{}: OK, {} rows, ids {:?}..{:?}, sha256 {}",
-                file.display(),
-                manifest.rows,
-                manifest.min_id,
-                manifest.max_id,
-                manifest.sha256
-            );
-            Ok(())
-        }
-        Command::Restore { file } => {
-            let pool = settings.database.pool()?;
-            let total = archive::read_manifest(&file)?.rows;
-            let bar = if std::io::stderr().is_terminal() {
-                indicatif::ProgressBar::new(total)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            let restored = archive::restore(&file, &pool, settings.database.timeout(), |rows| {
-                bar.set_position(rows)
-            })
-            .await?;
-            bar.finish_and_clear();
-            println!(
-                "{}: restored {} rows ({} new, {} already present)",
-                file.display(),
-                restored.rows,
-                restored.inserted,
-                restored.rows - restored.inserted
-            );
-            pool.disconnect().await.ok();
-            Ok(())
-        }
+        Command::Once => once(&settings).await?,
+        Command::Verify { file } => verify(&file)?,
+        Command::Restore { file } => restore(&settings, &file).await?,
         Command::PrepareDirectory { directory } => {
-            let directory = directory.unwrap_or(settings.backup.directory);
-            let prepared = acl::prepare_directory(&directory)?;
-            tracing::info!(
-                message = if prepared.changed {
-                    "backup directory prepared"
-                } else {
-                    "backup directory already prepared"
-                },
-                directory = %directory.display(),
-                owner_uid = prepared.owner,
-                service_uid = SERVICE_UID,
-                access_acl = %prepared.access,
-                default_acl = %prepared.default,
-            );
-            Ok(())
+            prepare_directory(&directory.unwrap_or(settings.backup.directory))?
         }
     }
+    Ok(())
+}
+
+async fn once(settings: &Settings) -> anyhow::Result<()> {
+    let directory = &settings.backup.directory;
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("creating {}", directory.display()))?;
+    let pool = settings.database.pool()?;
+    let manifest = snapshot_once(settings, &pool, &Metrics::default()).await?;
+    println!("{}", directory.join(&manifest.file).display());
+    Ok(())
+}
+
+fn verify(file: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = archive::verify(file)?.manifest;
+    println!(
+        "{}: OK, {} rows, ids {:?}..{:?}, sha256 {}",
+        file.display(),
+        manifest.rows,
+        manifest.min_id,
+        manifest.max_id,
+        manifest.sha256
+    );
+    Ok(())
+}
+
+async fn restore(settings: &Settings, file: &std::path::Path) -> anyhow::Result<()> {
+    let pool = settings.database.pool()?;
+    let total = archive::read_manifest(file)?.rows;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let restored = archive::restore(file, &pool, settings.database.timeout(), |rows| {
+        bar.set_position(rows)
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "{}: restored {} rows ({} new, {} already present)",
+        file.display(),
+        restored.rows,
+        restored.inserted,
+        restored.rows - restored.inserted
+    );
+    pool.disconnect().await.ok();
+    Ok(())
+}
+
+fn prepare_directory(directory: &std::path::Path) -> anyhow::Result<()> {
+    let prepared = acl::prepare_directory(directory)?;
+    tracing::info!(
+        message = if prepared.changed {
+            "backup directory prepared"
+        } else {
+            "backup directory already prepared"
+        },
+        directory = %directory.display(),
+        owner_uid = prepared.owner,
+        service_uid = SERVICE_UID,
+        access_acl = %prepared.access,
+        default_acl = %prepared.default,
+    );
+    Ok(())
 }

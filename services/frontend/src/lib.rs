@@ -15,7 +15,6 @@ pub mod settings;
 pub mod store;
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::body::MessageBody;
@@ -23,7 +22,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{self, DefaultHeaders, Next};
 use actix_web::{web, App, FromRequest, Handler, HttpServer, Resource, Responder};
 use mysql_async::Pool;
-use telemetry_core::weather::WeatherClient;
+use telemetry_core::service::{Listener, StartupError, DRAIN_DEADLINE};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -52,29 +51,6 @@ const ROUTES: &[&str] = &[
     "/static/{name}",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Boxed: the `config` crate's error is large, and this is returned by value.
-    #[error(transparent)]
-    Settings(Box<telemetry_core::SettingsError>),
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Weather(#[from] telemetry_core::weather::WeatherError),
-    #[error("Application::build must be called inside a Tokio runtime")]
-    NoRuntime,
-}
-
-impl From<telemetry_core::SettingsError> for StartupError {
-    fn from(error: telemetry_core::SettingsError) -> Self {
-        Self::Settings(Box::new(error))
-    }
-}
-
 /// Shared by every request handler.
 pub struct AppState {
     pub settings: PanelSettings,
@@ -101,19 +77,12 @@ impl Application {
     /// Call it inside the Tokio runtime that is to own database connections.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
         tokio::runtime::Handle::try_current().map_err(|_| StartupError::NoRuntime)?;
-        let address = format!("{}:{}", settings.http.host, settings.http.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Listen {
-            address: address.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Listen { address, source })?
-            .port();
+        let listener = Listener::bind(&settings.http)?;
+        let port = listener.port();
         let metrics = Arc::new(Metrics::default());
         let pool = settings.database.pool()?;
         let database = Database::new(pool.clone(), settings.database.timeout(), metrics.clone());
-        let client = WeatherClient::new(&settings.weather.base_url, settings.weather.timeout())?;
+        let client = settings.weather.client()?;
         let panel_settings = settings.panel.clone();
         let city_names: Arc<[String]> = panel_settings
             .cities
@@ -139,33 +108,32 @@ impl Application {
             database,
             metrics,
         });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(middleware::from_fn(count_requests))
-                .wrap(middleware::Compress::default())
-                .wrap(security_headers())
-                .service(get("/", routes::page))
-                .service(get("/fragment/panel", routes::fragment))
-                .service(get("/api/readings", api::readings))
-                .service(get("/api/readings.csv", api::readings_csv))
-                .service(get("/api/cities", api::cities))
-                .service(get("/api/weather", api::weather))
-                .service(get("/healthz", routes::healthz))
-                .service(get("/readyz", routes::readyz))
-                .service(get("/metrics", routes::metrics))
-                .service(get("/static/{name}", assets::serve))
-                .default_service(web::to(routes::not_found))
-        })
-        // Signals are ours (shutdown_signal in main), not actix's.
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)
-        .map_err(|source| StartupError::Listen {
-            address: format!("port {port}"),
-            source,
-        })?
-        .run();
+        let server = listener.serve(|listener| {
+            Ok(HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .wrap(middleware::from_fn(count_requests))
+                    .wrap(middleware::Compress::default())
+                    .wrap(security_headers())
+                    .service(get("/", routes::page))
+                    .service(get("/fragment/panel", routes::fragment))
+                    .service(get("/api/readings", api::readings))
+                    .service(get("/api/readings.csv", api::readings_csv))
+                    .service(get("/api/cities", api::cities))
+                    .service(get("/api/weather", api::weather))
+                    .service(get("/healthz", routes::healthz))
+                    .service(get("/readyz", routes::readyz))
+                    .service(get("/metrics", routes::metrics))
+                    .service(get("/static/{name}", assets::serve))
+                    .default_service(web::to(routes::not_found))
+            })
+            // Signals are the service shell's, not actix's; in-flight requests
+            // get most of the shell's drain deadline, then are cut.
+            .disable_signals()
+            .shutdown_timeout(DRAIN_DEADLINE.as_secs() - 2)
+            .listen(listener)?
+            .run())
+        })?;
         tracing::info!(
             message = "panel started",
             port,
@@ -187,7 +155,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// (up to 10 s), stops the panel reader and closes the database
+    /// (up to 7 s), stops the panel reader and closes the database
     /// connections.
     pub async fn run_until_stopped(
         self,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use telemetry_core::settings::{
-    validate_cities, validate_weather_client, DatabaseSettings, HttpSettings, LogSettings,
-    SettingsError, Validate,
+    validate_cities, DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate,
+    WeatherSettings,
 };
 use telemetry_core::weather::{default_cities, City};
 
@@ -31,7 +31,11 @@ impl Default for Settings {
             http: HttpSettings::with_port(5000),
             log: LogSettings::default(),
             panel: PanelSettings::default(),
-            weather: WeatherSettings::default(),
+            // The page waits for live weather alongside the database: short.
+            weather: WeatherSettings {
+                timeout_secs: 4,
+                ..WeatherSettings::default()
+            },
         }
     }
 }
@@ -83,38 +87,6 @@ impl PanelSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WeatherSettings {
-    pub base_url: String,
-    /// Bound on one Open-Meteo request; the page waits for it alongside the
-    /// database, so keep it short.
-    pub timeout_secs: u64,
-    /// A city's live weather is reused this long: Open-Meteo itself updates
-    /// every 15 minutes, and the panel must never hammer it.
-    pub cache_secs: u64,
-}
-
-impl Default for WeatherSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.open-meteo.com".into(),
-            timeout_secs: 4,
-            cache_secs: 300,
-        }
-    }
-}
-
-impl WeatherSettings {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
-    }
-
-    pub fn cache_ttl(&self) -> Duration {
-        Duration::from_secs(self.cache_secs)
-    }
-}
-
 impl Validate for Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
@@ -155,7 +127,7 @@ impl Validate for Settings {
                 "must be 1-64 characters",
             ));
         }
-        validate_weather_client(&self.weather.base_url, self.weather.timeout_secs)?;
+        self.weather.validate()?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! tick and stores it in `mediciones`, spooling to disk while the database
 //! is unreachable.
 
+pub mod metrics;
 pub mod schedule;
 pub mod sensor;
 pub mod settings;
@@ -9,30 +10,15 @@ pub mod simulated;
 pub mod spool;
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use telemetry_core::service::{Listener, StartupError};
 
-use crate::sensor::{Metrics, Sensor};
+use crate::metrics::Metrics;
+use crate::sensor::Sensor;
 use crate::settings::Settings;
-use crate::spool::{Spool, SpoolError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Settings(#[from] telemetry_core::SettingsError),
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
-    #[error(transparent)]
-    Weather(#[from] telemetry_core::weather::WeatherError),
-}
+use crate::spool::Spool;
 
 pub struct Application {
     port: u16,
@@ -44,25 +30,14 @@ impl Application {
     /// Binds the health/metrics listener and opens the spool; connects to
     /// nothing yet, so the sensor starts (and spools) with the database down.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let address = format!("{}:{}", settings.http.host, settings.http.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Listen {
-            address: address.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Listen { address, source })?
-            .port();
+        let listener = Listener::bind(&settings.http)?;
+        let port = listener.port();
         let pool = settings.database.pool()?;
-        let spool = Spool::open(&settings.spool.directory, settings.spool.max_bytes)?;
+        let spool = Spool::open(&settings.spool.directory, settings.spool.max_bytes)
+            .map_err(StartupError::part)?;
         let metrics = Arc::new(Metrics::default());
         let sensor = Sensor::new(settings, pool, spool, metrics.clone())?;
-        let server = telemetry_core::ops::serve(listener, metrics).map_err(|source| {
-            StartupError::Listen {
-                address: format!("port {port}"),
-                source,
-            }
-        })?;
+        let server = listener.serve(|listener| telemetry_core::ops::serve(listener, metrics))?;
         tracing::info!(
             message = "sensor started",
             port,

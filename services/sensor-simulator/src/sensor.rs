@@ -1,19 +1,17 @@
 //! The sensor loop: every tick, one reading per city, stored or spooled.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use mysql_async::Pool;
 use rand::Rng;
-use telemetry_core::metrics::Exposition;
 use telemetry_core::reading::insert_batch;
 use telemetry_core::weather::{City, Observation, WeatherClient, WeatherError};
 use telemetry_core::{NewReading, Source};
 
+use crate::metrics::Metrics;
 use crate::schedule::{Schedule, Tick};
 use crate::settings::Settings;
 use crate::simulated;
@@ -22,98 +20,6 @@ use crate::spool::{ReplayError, Spool, SpoolError, REPLAY_BATCH};
 /// When a fetch returns the observation we already have (the API lags its
 /// own schedule a little), ask again after this long rather than every tick.
 const SAME_OBSERVATION_RETRY: TimeDelta = TimeDelta::seconds(60);
-
-/// Counters exported on `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub ticks: AtomicU64,
-    pub ticks_skipped: AtomicU64,
-    pub fetches: AtomicU64,
-    pub inserted: AtomicU64,
-    pub spooled: AtomicU64,
-    pub replayed: AtomicU64,
-    pub dropped: AtomicU64,
-    pub spool_bytes: AtomicU64,
-    pub last_success_unix: AtomicI64,
-    pub api_errors: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-impl telemetry_core::ops::Observable for Metrics {
-    /// Alive and looping; the database may be down (that is what the spool
-    /// is for), which the body reports.
-    fn health(&self) -> serde_json::Value {
-        serde_json::json!({
-            "status": "ok",
-            "spool_bytes": self.spool_bytes.load(Ordering::Relaxed),
-            "last_success_unix": self.last_success_unix.load(Ordering::Relaxed),
-        })
-    }
-
-    fn metrics(&self) -> String {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let api_errors = self.api_errors.lock().expect("metrics lock").clone();
-        let mut out = Exposition::default();
-        out.counter("sensor_ticks_total", "Ticks processed.", load(&self.ticks))
-            .counter(
-                "sensor_ticks_skipped_total",
-                "Ticks skipped after a stall.",
-                load(&self.ticks_skipped),
-            )
-            .counter(
-                "sensor_api_fetches_total",
-                "Successful Open-Meteo requests.",
-                load(&self.fetches),
-            )
-            .counter(
-                "sensor_readings_inserted_total",
-                "Readings written to the database directly.",
-                load(&self.inserted),
-            )
-            .counter(
-                "sensor_readings_spooled_total",
-                "Readings written to the disk spool.",
-                load(&self.spooled),
-            )
-            .counter(
-                "sensor_readings_replayed_total",
-                "Spooled readings written to the database.",
-                load(&self.replayed),
-            )
-            .counter(
-                "sensor_readings_dropped_total",
-                "Readings lost: spool full or unwritable.",
-                load(&self.dropped),
-            )
-            .gauge(
-                "sensor_spool_bytes",
-                "Size of the spool file.",
-                load(&self.spool_bytes) as f64,
-            )
-            .gauge(
-                "sensor_last_success_timestamp_seconds",
-                "Unix time of the last reading stored in the database.",
-                self.last_success_unix.load(Ordering::Relaxed) as f64,
-            )
-            .labelled_counter(
-                "sensor_api_errors_total",
-                "Failed Open-Meteo requests by kind.",
-                "kind",
-                api_errors.iter().map(|(kind, count)| (*kind, *count)),
-            );
-        out.finish()
-    }
-}
-
-impl Metrics {
-    fn api_error(&self, error: &WeatherError) {
-        *self
-            .api_errors
-            .lock()
-            .expect("metrics lock")
-            .entry(error.kind())
-            .or_default() += 1;
-    }
-}
 
 pub struct Sensor {
     cities: Vec<City>,
@@ -137,11 +43,8 @@ impl Sensor {
         spool: Spool,
         metrics: Arc<Metrics>,
     ) -> Result<Self, WeatherError> {
-        metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
-        let client = WeatherClient::new(
-            &settings.weather.base_url,
-            Duration::from_secs(settings.weather.timeout_secs),
-        )?;
+        metrics.spool_bytes.set(spool.bytes() as f64);
+        let client = settings.weather.client()?;
         Ok(Self {
             cities: settings.sensor.cities.clone(),
             source: settings.sensor.source,
@@ -184,11 +87,9 @@ impl Sensor {
     }
 
     async fn readings_for(&mut self, tick: Tick) -> Vec<NewReading> {
-        self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.ticks.increment();
         if tick.skipped > 0 {
-            self.metrics
-                .ticks_skipped
-                .fetch_add(tick.skipped, Ordering::Relaxed);
+            self.metrics.ticks_skipped.add(tick.skipped);
             tracing::warn!(message = "process stalled; ticks skipped", skipped = tick.skipped, resumed_at = %tick.at);
         }
         match self.source {
@@ -239,7 +140,7 @@ impl Sensor {
         for attempt in 1..=self.fetch_attempts {
             match self.client.current(&self.cities).await {
                 Ok(observations) => {
-                    self.metrics.fetches.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.fetches.increment();
                     for (observation, city) in observations.iter().zip(&self.cities) {
                         if !observation.missing.is_empty() {
                             tracing::warn!(
@@ -268,7 +169,7 @@ impl Sensor {
                     return;
                 }
                 Err(error) => {
-                    self.metrics.api_error(&error);
+                    self.metrics.api_errors.increment(&error.kind());
                     tracing::warn!(message = "Open-Meteo request failed", kind = error.kind(), %error, attempt);
                     if !error.is_transient() || attempt == self.fetch_attempts {
                         break;
@@ -292,9 +193,7 @@ impl Sensor {
         if self.spool.is_empty() {
             match insert_batch(&self.pool, &readings, self.db_timeout).await {
                 Ok(_) => {
-                    self.metrics
-                        .inserted
-                        .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                    self.metrics.inserted.add(readings.len() as u64);
                     self.record_success();
                     return;
                 }
@@ -312,26 +211,18 @@ impl Sensor {
     fn spool_readings(&mut self, readings: &[NewReading]) {
         match self.spool.append(readings) {
             Ok(()) => {
-                self.metrics
-                    .spooled
-                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                self.metrics.spooled.add(readings.len() as u64);
             }
             Err(error @ SpoolError::Full { .. }) => {
-                self.metrics
-                    .dropped
-                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                self.metrics.dropped.add(readings.len() as u64);
                 tracing::error!(message = "readings dropped: spool full", %error, dropped = readings.len());
             }
             Err(error) => {
-                self.metrics
-                    .dropped
-                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                self.metrics.dropped.add(readings.len() as u64);
                 tracing::error!(message = "readings dropped: spool unwritable", %error, dropped = readings.len());
             }
         }
-        self.metrics
-            .spool_bytes
-            .store(self.spool.bytes(), Ordering::Relaxed);
+        self.metrics.spool_bytes.set(self.spool.bytes() as f64);
     }
 
     /// Replays the spool into the database in order; clears it only when
@@ -358,9 +249,7 @@ impl Sensor {
             }
         };
         if replayed.skipped > 0 {
-            self.metrics
-                .dropped
-                .fetch_add(replayed.skipped, Ordering::Relaxed);
+            self.metrics.dropped.add(replayed.skipped);
             tracing::error!(
                 message = "unreadable spool lines skipped",
                 skipped = replayed.skipped
@@ -370,10 +259,8 @@ impl Sensor {
             tracing::error!(message = "cannot clear spool; its rows will be replayed again (no duplicates)", %error);
             return;
         }
-        self.metrics
-            .replayed
-            .fetch_add(replayed.readings, Ordering::Relaxed);
-        self.metrics.spool_bytes.store(0, Ordering::Relaxed);
+        self.metrics.replayed.add(replayed.readings);
+        self.metrics.spool_bytes.set(0.0);
         self.record_success();
         tracing::info!(
             message = "spool replayed into the database",
@@ -382,8 +269,6 @@ impl Sensor {
     }
 
     fn record_success(&self) {
-        self.metrics
-            .last_success_unix
-            .store(Utc::now().timestamp(), Ordering::Relaxed);
+        self.metrics.last_success.set(Utc::now().timestamp() as f64);
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use telemetry_core::settings::{
-    validate_cities, validate_weather_client, DatabaseSettings, HttpSettings, LogSettings,
-    SettingsError, Validate,
+    validate_cities, DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate,
+    WeatherSettings,
 };
 use telemetry_core::weather::{default_cities, City};
 use telemetry_core::Source;
@@ -67,25 +67,6 @@ impl SensorSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct WeatherSettings {
-    pub base_url: String,
-    pub timeout_secs: u64,
-    /// Attempts per fetch (first try included) before the tick gives up.
-    pub attempts: u32,
-}
-
-impl Default for WeatherSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.open-meteo.com".into(),
-            timeout_secs: 10,
-            attempts: 3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct SpoolSettings {
     /// Readings that could not be stored wait here, on disk, until they can.
     pub directory: PathBuf,
@@ -116,14 +97,7 @@ impl Validate for Settings {
             ));
         }
         validate_cities("sensor", &sensor.cities)?;
-        validate_weather_client(&self.weather.base_url, self.weather.timeout_secs)?;
-        if self.weather.attempts == 0 {
-            return Err(SettingsError::invalid(
-                "weather.attempts",
-                0,
-                "must be at least 1",
-            ));
-        }
+        self.weather.validate()?;
         if self.spool.max_bytes < 4096 {
             return Err(SettingsError::invalid(
                 "spool.max_bytes",

@@ -5,13 +5,16 @@ pub mod metrics;
 pub mod observability;
 pub mod ops;
 pub mod reading;
+pub mod service;
 pub mod settings;
 pub mod time;
 pub mod weather;
 
 pub use database::DatabaseError;
 pub use reading::{NewReading, Reading, Source};
-pub use settings::{DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate};
+pub use settings::{
+    DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate, WeatherSettings,
+};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,4 +1,4 @@
-//! Logging, shutdown signals, and the `/healthz` probe used by container
+//! Logging, and the `/healthz` probe used by container
 //! healthchecks.
 
 use std::io::{Read, Write};
@@ -26,28 +26,6 @@ pub fn init_tracing(settings: &LogSettings) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
-}
-
-/// Resolves on the first SIGTERM or SIGINT: the caller drains and stops.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!(message = "SIGINT received, shutting down"),
-        _ = terminate => tracing::info!(message = "SIGTERM received, shutting down"),
-    }
 }
 
 /// The container healthcheck: `GET /healthz` on our own port, healthy on 200.

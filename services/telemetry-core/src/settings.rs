@@ -7,24 +7,24 @@
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::weather::City;
+use crate::weather::{City, WeatherClient, WeatherError};
 
 /// Prefix of the environment variables read by every service.
 pub const ENV_PREFIX: &str = "APP";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("configuration file {path}: {source}")]
+    #[error("configuration file {path}: {cause}")]
     File {
         path: PathBuf,
-        #[source]
-        source: Box<config::ConfigError>,
+        cause: Box<config::ConfigError>,
     },
     /// The `config` crate names the key and the offending value itself.
     #[error("configuration: {0} (environment variables are APP__SECTION__KEY, e.g. APP__DATABASE__PORT)")]
@@ -118,24 +118,72 @@ pub fn validate_cities(section: &str, cities: &[City]) -> Result<(), SettingsErr
     Ok(())
 }
 
-/// Checks the Open-Meteo settings every client needs: an http(s) base URL
-/// and a request timeout of at least a second.
-pub fn validate_weather_client(base_url: &str, timeout_secs: u64) -> Result<(), SettingsError> {
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(SettingsError::invalid(
-            "weather.base_url",
-            base_url,
-            "must start with http:// or https://",
-        ));
+/// The `[weather]` section: how a service reaches Open-Meteo. Each service
+/// sets its own defaults; `attempts` is the sensor's, `cache_secs` the
+/// panel's, and the other service ignores it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeatherSettings {
+    pub base_url: String,
+    /// Bound on one request.
+    pub timeout_secs: u64,
+    /// Sensor: attempts per fetch (first try included) before the tick gives up.
+    pub attempts: u32,
+    /// Panel: a city's live weather is reused this long. Open-Meteo itself
+    /// updates every 15 minutes, and the panel must never hammer it.
+    pub cache_secs: u64,
+}
+
+impl Default for WeatherSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.open-meteo.com".into(),
+            timeout_secs: 10,
+            attempts: 3,
+            cache_secs: 300,
+        }
     }
-    if timeout_secs == 0 {
-        return Err(SettingsError::invalid(
-            "weather.timeout_secs",
-            0,
-            "must be at least 1",
-        ));
+}
+
+impl WeatherSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
     }
-    Ok(())
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_secs)
+    }
+
+    pub fn client(&self) -> Result<WeatherClient, WeatherError> {
+        WeatherClient::new(&self.base_url, self.timeout())
+    }
+
+    /// An http(s) base URL, a timeout and attempts of at least one.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let base_url = &self.base_url;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(SettingsError::invalid(
+                "weather.base_url",
+                base_url,
+                "must start with http:// or https://",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(SettingsError::invalid(
+                "weather.timeout_secs",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.attempts == 0 {
+            return Err(SettingsError::invalid(
+                "weather.attempts",
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Loads `T` from defaults, then `file` if given, then the environment.
@@ -150,7 +198,7 @@ where
         if !path.is_file() {
             return Err(SettingsError::File {
                 path: path.to_owned(),
-                source: Box::new(config::ConfigError::Message("file not found".into())),
+                cause: Box::new(config::ConfigError::Message("file not found".into())),
             });
         }
         builder = builder.add_source(File::from(path).format(FileFormat::Toml));

@@ -2,4 +2,5 @@
 
 mod helpers;
 mod outage;
+mod shutdown;
 mod weather_api;

@@ -1,0 +1,84 @@
+//! What the sensor exports on `/metrics` and shows on `/healthz`.
+
+use telemetry_core::metrics::{Counter, CounterVec, Exposition, Gauge};
+use telemetry_core::ops::Observable;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub ticks: Counter,
+    pub ticks_skipped: Counter,
+    pub fetches: Counter,
+    pub inserted: Counter,
+    pub spooled: Counter,
+    pub replayed: Counter,
+    pub dropped: Counter,
+    pub spool_bytes: Gauge,
+    /// Unix time of the last reading stored in the database.
+    pub last_success: Gauge,
+    /// By [`telemetry_core::weather::WeatherError::kind`].
+    pub api_errors: CounterVec<&'static str>,
+}
+
+impl Observable for Metrics {
+    /// Alive and looping; the database may be down (that is what the spool
+    /// is for), which the body reports.
+    fn health(&self) -> serde_json::Value {
+        serde_json::json!({
+            "status": "ok",
+            "spool_bytes": self.spool_bytes.get() as u64,
+            "last_success_unix": self.last_success.get() as i64,
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let mut out = Exposition::default();
+        out.counter("sensor_ticks_total", "Ticks processed.", &self.ticks)
+            .counter(
+                "sensor_ticks_skipped_total",
+                "Ticks skipped after a stall.",
+                &self.ticks_skipped,
+            )
+            .counter(
+                "sensor_api_fetches_total",
+                "Successful Open-Meteo requests.",
+                &self.fetches,
+            )
+            .counter(
+                "sensor_readings_inserted_total",
+                "Readings written to the database directly.",
+                &self.inserted,
+            )
+            .counter(
+                "sensor_readings_spooled_total",
+                "Readings written to the disk spool.",
+                &self.spooled,
+            )
+            .counter(
+                "sensor_readings_replayed_total",
+                "Spooled readings written to the database.",
+                &self.replayed,
+            )
+            .counter(
+                "sensor_readings_dropped_total",
+                "Readings lost: spool full or unwritable.",
+                &self.dropped,
+            )
+            .gauge(
+                "sensor_spool_bytes",
+                "Size of the spool file.",
+                self.spool_bytes.get(),
+            )
+            .gauge(
+                "sensor_last_success_timestamp_seconds",
+                "Unix time of the last reading stored in the database.",
+                self.last_success.get(),
+            )
+            .counter_vec(
+                "sensor_api_errors_total",
+                "Failed Open-Meteo requests by kind.",
+                "kind",
+                &self.api_errors,
+            );
+        out.finish()
+    }
+}
