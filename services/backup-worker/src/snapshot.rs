@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use flate2::write::GzEncoder;
 use mysql_async::prelude::Queryable;
-use mysql_async::Pool;
+use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use telemetry_core::database::{record_host, with_timeout, DatabaseError};
@@ -97,18 +97,7 @@ pub async fn take(
     // Connect before creating any file: with the database down, no file.
     let mut conn = with_timeout(limit, pool.get_conn()).await?;
     record_host(&conn);
-    // One transaction snapshot: rows inserted while we dump neither appear
-    // half nor shift the result.
-    with_timeout(
-        limit,
-        conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
-    )
-    .await?;
-    with_timeout(
-        limit,
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"),
-    )
-    .await?;
+    begin(&mut conn, limit).await?;
 
     let temporary = TemporaryFile::create(directory, &name).map_err(write_error)?;
     let file = temporary.file().map_err(write_error)?;
@@ -122,11 +111,7 @@ pub async fn take(
     let mut buffer = Vec::with_capacity(BUFFER_BYTES + 4096);
     buffer.extend_from_slice(b"[\n");
     {
-        let mut result = with_timeout(
-            limit,
-            conn.exec_iter(format!("SELECT {COLUMNS} FROM mediciones ORDER BY id"), ()),
-        )
-        .await?;
+        let mut result = with_timeout(limit, conn.exec_iter(rows_query(), ())).await?;
         // A server that sends no row for a whole `limit` fails the dump
         // (noticed within twice that). One timer checks for progress every
         // `limit`: a timeout per row read the clock per row, a visible share
@@ -219,6 +204,26 @@ pub async fn take(
     }
     sync_directory(directory).map_err(write_error)?;
     Ok(manifest)
+}
+
+/// Starts the one transaction snapshot a dump reads: rows inserted while we
+/// dump neither appear half nor shift the result.
+pub async fn begin(conn: &mut Conn, limit: Duration) -> Result<(), DatabaseError> {
+    with_timeout(
+        limit,
+        conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+    )
+    .await?;
+    with_timeout(
+        limit,
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"),
+    )
+    .await
+}
+
+/// What [`take`] reads inside that transaction: every row, in id order.
+pub fn rows_query() -> String {
+    format!("SELECT {COLUMNS} FROM mediciones ORDER BY id")
 }
 
 /// How much serialised JSON is handed to the writing thread at a time.

@@ -8,10 +8,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use backup_worker::settings::Compression;
+use backup_worker::snapshot;
 use mysql_async::prelude::{Protocol, Queryable};
 use mysql_async::{Pool, QueryResult};
 use sha2::{Digest, Sha256};
@@ -19,7 +20,7 @@ use telemetry_core::reading::COLUMNS;
 use telemetry_core::Reading;
 
 use crate::data::Readings;
-use crate::db::{self, Server};
+use crate::db::{self, Server, LIMIT};
 use crate::process::{Timed, Usage};
 use crate::report::{mib, secs, thousands, verdict, Table};
 
@@ -210,96 +211,84 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
     println!("### Backup: goals\n");
     goals.print();
     println!(
-        "### Backup: where a snapshot's time goes ({} rows, in-process, each stage adds one step of `snapshot::take`)\n",
+        "### Backup: where a snapshot's time goes ({} rows, in-process, each stage adds one step of `snapshot::take`, then `take` itself)\n",
         thousands(*options.sizes.last().unwrap_or(&0) as f64)
     );
     profile.print();
     Ok(())
 }
 
-/// `snapshot::take`'s work rebuilt step by step (same query, same row type,
-/// same serialisation), each stage timed alone, to show which step costs.
+/// `snapshot::take`'s work rebuilt step by step from its own pieces (its
+/// transaction, its query, its row type and `Reading::write_json`), each
+/// stage timed alone on one thread, to show which step costs; then `take`
+/// itself, whose writer thread overlaps the last steps with the reading.
 async fn profile_snapshot(server: &Server, scratch: &Path) -> Result<Table> {
     let pool = server.settings(DATABASE).pool()?;
     let server_pid = crate::spool_bench::server_pid(&pool).await;
     let mut table = Table::new(&["stage", "wall s", "client CPU s", "server CPU s"]);
     let file = scratch.join("profile.json");
-    let stages: [(&str, Stage); 8] = [
+    let all = Stage {
+        json: true,
+        hash: true,
+        file: true,
+        fsync: true,
+        ..Stage::NONE
+    };
+    let stages: [(&str, Option<Stage>); 8] = [
         (
             "stream + decode rows, text protocol (as mariadb-dump reads)",
-            Stage {
+            Some(Stage {
                 text: true,
                 ..Stage::NONE
-            },
+            }),
         ),
         (
             "stream + decode rows, binary protocol (as `take` reads)",
-            Stage::NONE,
+            Some(Stage::NONE),
         ),
         (
-            "+ serde_json to a discarding writer",
-            Stage {
+            "+ `Reading::write_json` to memory",
+            Some(Stage {
                 json: true,
                 ..Stage::NONE
-            },
+            }),
         ),
         (
             "+ SHA-256",
-            Stage {
+            Some(Stage {
                 json: true,
                 hash: true,
                 ..Stage::NONE
-            },
+            }),
         ),
         (
-            "+ write the file (= `take` minus fsync)",
-            Stage {
-                json: true,
-                hash: true,
-                file: true,
-                ..Stage::NONE
-            },
+            "+ write the file",
+            Some(Stage {
+                fsync: false,
+                ..all
+            }),
         ),
+        ("+ fsync (`take`'s steps, on one thread)", Some(all)),
         (
-            "+ fsync (= `take`)",
-            Stage {
-                json: true,
-                hash: true,
-                file: true,
-                fsync: true,
-                ..Stage::NONE
-            },
+            "the same with `Reading`'s `Serialize` instead of `write_json` (same bytes)",
+            Some(Stage { serde: true, ..all }),
         ),
-        (
-            "`take` minus the per-row `with_timeout`",
-            Stage {
-                json: true,
-                hash: true,
-                file: true,
-                fsync: true,
-                no_timeout: true,
-                ..Stage::NONE
-            },
-        ),
-        (
-            "prototype: `take` with dates formatted by hand, no `flatten` (same bytes)",
-            Stage {
-                json: true,
-                hash: true,
-                file: true,
-                fsync: true,
-                fast_json: true,
-                ..Stage::NONE
-            },
-        ),
+        ("`snapshot::take` itself (no compression)", None),
     ];
+    let directory = scratch.join("profile");
+    std::fs::create_dir_all(&directory)?;
     for (name, stage) in stages {
         eprintln!("backup profile: {name} ...");
         let cpu = crate::report::Cpu::now(server_pid);
         let started = Instant::now();
-        run_stage(&pool, stage, &file)
-            .await
-            .with_context(|| name.to_owned())?;
+        match stage {
+            Some(stage) => run_stage(&pool, stage, &file).await.map(|_rows| ()),
+            None => snapshot::take(&pool, &directory, Compression::None, LIMIT)
+                .await
+                .map(|_manifest| ())
+                .map_err(anyhow::Error::from),
+        }
+        .with_context(|| name.to_owned())?;
         let wall = started.elapsed();
         let used = crate::report::Cpu::now(server_pid).since(cpu);
         table.row(vec![
@@ -310,6 +299,7 @@ async fn profile_snapshot(server: &Server, scratch: &Path) -> Result<Table> {
         ]);
         let _ = std::fs::remove_file(&file);
     }
+    std::fs::remove_dir_all(&directory)?;
     pool.disconnect().await?;
     Ok(table)
 }
@@ -321,8 +311,7 @@ struct Stage {
     hash: bool,
     file: bool,
     fsync: bool,
-    no_timeout: bool,
-    fast_json: bool,
+    serde: bool,
 }
 
 impl Stage {
@@ -332,16 +321,14 @@ impl Stage {
         hash: false,
         file: false,
         fsync: false,
-        no_timeout: false,
-        fast_json: false,
+        serde: false,
     };
 }
 
 async fn run_stage(pool: &Pool, stage: Stage, path: &Path) -> Result<u64> {
     let mut conn = pool.get_conn().await?;
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        .await?;
-    let sql = format!("SELECT {COLUMNS} FROM mediciones ORDER BY id");
+    snapshot::begin(&mut conn, LIMIT).await?;
+    let sql = snapshot::rows_query();
     let rows = if stage.text {
         drain(conn.query_iter(sql).await?, stage, path).await?
     } else {
@@ -364,14 +351,7 @@ async fn drain<P: Protocol>(
     let mut hasher = Sha256::new();
     let mut buffer = Vec::with_capacity(512);
     let mut rows = 0;
-    let limit = Duration::from_secs(60);
-    loop {
-        let next = if stage.no_timeout {
-            result.next().await?
-        } else {
-            tokio::time::timeout(limit, result.next()).await??
-        };
-        let Some(row) = next else { break };
+    while let Some(row) = result.next().await? {
         let reading: Reading =
             mysql_async::from_row_opt(row).map_err(|error| anyhow::anyhow!("{:?}", error.0))?;
         rows += 1;
@@ -380,19 +360,10 @@ async fn drain<P: Protocol>(
             continue;
         }
         buffer.clear();
-        if stage.fast_json {
-            fast_json::write(&mut buffer, &reading)?;
-            if rows <= 1000 {
-                // The prototype must write exactly what `take` writes.
-                let expected = serde_json::to_vec(&reading)?;
-                anyhow::ensure!(
-                    buffer == expected,
-                    "fast JSON differs: {}",
-                    String::from_utf8_lossy(&buffer)
-                );
-            }
-        } else {
+        if stage.serde {
             serde_json::to_writer(&mut buffer, &reading)?;
+        } else {
+            reading.write_json(&mut buffer);
         }
         buffer.extend_from_slice(b",\n");
         if stage.hash {
@@ -481,75 +452,4 @@ pub async fn seed_backup(server: &Server, database: &str, out: &Path) -> Result<
     drop(conn);
     pool.disconnect().await?;
     Ok(rows.len() as u64)
-}
-
-/// A proposal for `Reading`'s serialisation: the same JSON, but dates written
-/// digit by digit (chrono's `format` re-parses the `%Y-%m-%d %H:%M:%S`
-/// pattern on every call) and no `#[serde(flatten)]` (which goes through
-/// serde's map machinery).
-mod fast_json {
-    use chrono::{Datelike, NaiveDateTime, Timelike};
-    use serde::Serialize;
-    use telemetry_core::Reading;
-
-    struct SeedTime(NaiveDateTime);
-
-    impl Serialize for SeedTime {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let t = self.0;
-            let mut out = [0u8; 19];
-            let mut put = |at: usize, value: u32, digits: usize| {
-                let mut value = value;
-                for i in (0..digits).rev() {
-                    out[at + i] = b'0' + (value % 10) as u8;
-                    value /= 10;
-                }
-            };
-            put(0, t.year() as u32, 4);
-            put(5, t.month(), 2);
-            put(8, t.day(), 2);
-            put(11, t.hour(), 2);
-            put(14, t.minute(), 2);
-            put(17, t.second(), 2);
-            out[4] = b'-';
-            out[7] = b'-';
-            out[10] = b' ';
-            out[13] = b':';
-            out[16] = b':';
-            serializer.serialize_str(std::str::from_utf8(&out).expect("ASCII"))
-        }
-    }
-
-    #[derive(Serialize)]
-    struct Row<'a> {
-        id: u64,
-        ciudad: &'a str,
-        temperatura: Option<f64>,
-        humedad: Option<u8>,
-        fecha_registro: SeedTime,
-        source: &'static str,
-        observed_at: Option<SeedTime>,
-        apparent_temperature: Option<f64>,
-        weather_code: Option<u16>,
-        wind_speed: Option<f64>,
-    }
-
-    pub fn write(out: &mut Vec<u8>, reading: &Reading) -> serde_json::Result<()> {
-        let r = &reading.reading;
-        serde_json::to_writer(
-            out,
-            &Row {
-                id: reading.id,
-                ciudad: &r.ciudad,
-                temperatura: r.temperatura,
-                humedad: r.humedad,
-                fecha_registro: SeedTime(r.fecha_registro),
-                source: r.source.as_str(),
-                observed_at: r.observed_at.map(SeedTime),
-                apparent_temperature: r.apparent_temperature,
-                weather_code: r.weather_code,
-                wind_speed: r.wind_speed,
-            },
-        )
-    }
 }

@@ -83,12 +83,10 @@ fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
-/// Columns of the TSV files, in `INSERT`/`LOAD DATA` order.
-pub const TSV_COLUMNS: &str = "ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
-                               apparent_temperature, weather_code, wind_speed";
-
 /// Writes `readings` as tab-separated lines in `LOAD DATA`'s default format
-/// (`\N` for NULL). City names carry no tabs, newlines or backslashes.
+/// (`\N` for NULL), columns in `INSERT_COLUMNS` order (telemetry-core's
+/// `NewReading::params` order). City names carry no tabs, newlines or
+/// backslashes.
 pub fn write_tsv(path: &Path, readings: impl IntoIterator<Item = NewReading>) -> io::Result<u64> {
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut rows = 0;

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, OptsBuilder, Pool, WhiteListFsHandler};
+use mysql_async::{Opts, OptsBuilder, Pool, Value, WhiteListFsHandler};
 use secrecy::SecretString;
+use telemetry_core::reading::INSERT_COLUMNS;
 use telemetry_core::DatabaseSettings;
 
-use crate::data::{write_tsv, Readings, TSV_COLUMNS};
+use crate::data::{write_tsv, Readings};
 
 /// An admin account on the server named by `TEST_DATABASE_URL`.
 #[derive(Clone)]
@@ -100,7 +101,7 @@ impl Server {
 pub async fn load_tsv(pool: &Pool, path: &Path) -> Result<u64> {
     let mut conn = pool.get_conn().await?;
     conn.query_drop(format!(
-        "LOAD DATA LOCAL INFILE '{}' IGNORE INTO TABLE mediciones CHARACTER SET utf8mb4 ({TSV_COLUMNS})",
+        "LOAD DATA LOCAL INFILE '{}' IGNORE INTO TABLE mediciones CHARACTER SET utf8mb4 ({INSERT_COLUMNS})",
         path.display()
     ))
     .await
@@ -161,4 +162,33 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 pub async fn count_on(conn: &mut mysql_async::Conn) -> Result<u64> {
     let count: Option<u64> = conn.query_first("SELECT COUNT(*) FROM mediciones").await?;
     Ok(count.unwrap_or(0))
+}
+
+/// The statement with its parameters written in, for EXPLAIN/ANALYZE and for
+/// the text protocol.
+pub fn inline(sql: &str, params: &[Value]) -> String {
+    let mut values = params.iter();
+    let mut out = String::new();
+    for (i, part) in sql.split('?').enumerate() {
+        if i > 0 {
+            out.push_str(
+                &values
+                    .next()
+                    .map_or("NULL".into(), |value| value.as_sql(false)),
+            );
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlines_parameters_in_order() {
+        let sql = inline("SELECT ? , ?", &[Value::from("a'b"), Value::from(3u32)]);
+        assert_eq!(sql, "SELECT 'a\\'b' , 3");
+    }
 }

@@ -1,6 +1,6 @@
 //! Benchmarks of the telemetria services, each measuring our code and its
 //! references in the same run and printing the ratios (docs/performance.md).
-//! They are programs, not tests: `benchmarks/run.sh` starts a throwaway
+//! They are programs, not tests: `services/benchmarks/run.sh` starts a throwaway
 //! MariaDB, builds, runs them and stops everything.
 
 pub mod backup_bench;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 /// Benchmarks of the services next to reference implementations. Needs
 /// TEST_DATABASE_URL (an admin account on a throwaway server:
-/// `scripts/test-mariadb.sh start DIR` prints it); `benchmarks/run.sh` does
+/// `scripts/test-mariadb.sh start DIR` prints it); `services/benchmarks/run.sh` does
 /// all of that for you.
 #[derive(Parser)]
 struct Cli {
@@ -52,9 +52,9 @@ enum Command {
         /// Where frontend and open-meteo-stub were built.
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
-        #[arg(long, default_value = "benchmarks/.venv/bin/python")]
+        #[arg(long, default_value = "services/benchmarks/.venv/bin/python")]
         python: PathBuf,
-        #[arg(long, default_value = "benchmarks/flask-reference/app.py")]
+        #[arg(long, default_value = "services/benchmarks/flask-reference/app.py")]
         flask_app: PathBuf,
     },
     /// (Internal, measured by `backup`.) The seed's backup approach.

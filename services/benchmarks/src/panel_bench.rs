@@ -11,13 +11,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{NaiveDateTime, TimeDelta};
+use frontend::store::{
+    latest_of_query, readings_statement, recent_query, Cursor, Order, ReadingFilter,
+    CHART_BUCKET_SECS, CHART_HOURS, CHART_QUERY, CURSOR_QUERY, RECENT_ROWS,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 use telemetry_core::reading::COLUMNS;
 use telemetry_core::time::now_utc;
 
 use crate::data::Readings;
-use crate::db::{self, Server};
+use crate::db::{self, inline, Server};
 use crate::process::{self, free_port, http_get, wait_for_http};
 use crate::report::{mib, thousands, verdict, Table};
 
@@ -320,8 +324,8 @@ fn duration_ms(text: &str) -> Result<f64> {
     })
 }
 
-/// A query the frontend runs (copied from services/frontend/src/store.rs,
-/// where they are private), with the parameters a real request binds.
+/// A statement the frontend runs (from `frontend::store`), with the
+/// parameters a real request binds.
 struct Query {
     name: &'static str,
     runs_on: &'static str,
@@ -330,77 +334,96 @@ struct Query {
 }
 
 fn frontend_queries(now: NaiveDateTime, some_id: u64) -> Vec<Query> {
-    let city = Value::from("Bogotá");
-    let day_ago = now - TimeDelta::hours(24);
+    let city = "Bogotá".to_owned();
+    let day_ago = now - TimeDelta::hours(CHART_HOURS);
+    let listing = |name, runs_on, filter: ReadingFilter, order, cursor, limit| {
+        let (sql, params) = readings_statement(&filter, order, cursor, limit);
+        Query {
+            name,
+            runs_on,
+            sql,
+            params,
+        }
+    };
+    let one_city = ReadingFilter {
+        city: Some(city.clone()),
+        ..ReadingFilter::default()
+    };
     vec![
         Query {
             name: "latest of a city",
             runs_on: "`/` and `/api/cities` (×7 each)",
-            sql: format!("SELECT {COLUMNS} FROM mediciones WHERE ciudad = ? ORDER BY fecha_registro DESC LIMIT 1"),
-            params: vec![city.clone()],
+            sql: latest_of_query(),
+            params: vec![city.as_str().into()],
         },
         Query {
             name: "24 h chart of a city",
             runs_on: "`/` (×7)",
-            sql: "SELECT MIN(fecha_registro), AVG(temperatura), CAST(AVG(humedad) AS DOUBLE) \
-                  FROM mediciones WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? \
-                  GROUP BY UNIX_TIMESTAMP(fecha_registro) DIV ? ORDER BY 1"
-                .into(),
-            params: vec![city.clone(), day_ago.into(), now.into(), 300u32.into()],
+            sql: CHART_QUERY.into(),
+            params: vec![
+                city.as_str().into(),
+                day_ago.into(),
+                now.into(),
+                CHART_BUCKET_SECS.into(),
+            ],
         },
         Query {
             name: "latest 15 (the seed's query)",
             runs_on: "`/` (×1)",
-            sql: format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?"),
-            params: vec![15u32.into()],
+            sql: recent_query(),
+            params: vec![RECENT_ROWS.into()],
         },
         Query {
             name: "cursor of a reading",
             runs_on: "`/api/readings?before_id=`",
-            sql: "SELECT fecha_registro FROM mediciones WHERE id = ?".into(),
+            sql: CURSOR_QUERY.into(),
             params: vec![some_id.into()],
         },
-        Query {
-            name: "listing, one city, since, newest first",
-            runs_on: "`/api/readings?city=&since=`",
-            sql: format!(
-                "SELECT {COLUMNS} FROM mediciones WHERE TRUE AND ciudad = ? AND fecha_registro >= ? \
-                 ORDER BY fecha_registro DESC LIMIT ?"
-            ),
-            params: vec![city.clone(), day_ago.into(), 100u32.into()],
-        },
-        Query {
-            name: "listing, one city, after a cursor",
-            runs_on: "`/api/readings?city=&before_id=`",
-            sql: format!(
-                "SELECT {COLUMNS} FROM mediciones WHERE TRUE AND ciudad = ? AND fecha_registro < ? \
-                 ORDER BY fecha_registro DESC LIMIT ?"
-            ),
-            params: vec![city.clone(), (now - TimeDelta::hours(1)).into(), 100u32.into()],
-        },
-        Query {
-            name: "listing, all cities, newest first",
-            runs_on: "`/api/readings`",
-            sql: format!("SELECT {COLUMNS} FROM mediciones WHERE TRUE ORDER BY fecha_registro DESC, id DESC LIMIT ?"),
-            params: vec![100u32.into()],
-        },
-        Query {
-            name: "listing, all cities, since/until, oldest first, after a cursor",
-            runs_on: "`/api/readings.csv?since=&until=` (each page)",
-            sql: format!(
-                "SELECT {COLUMNS} FROM mediciones WHERE TRUE AND fecha_registro >= ? AND fecha_registro < ? \
-                 AND (fecha_registro > ? OR (fecha_registro = ? AND id > ?)) \
-                 ORDER BY fecha_registro ASC, id ASC LIMIT ?"
-            ),
-            params: vec![
-                day_ago.into(),
-                now.into(),
-                (day_ago + TimeDelta::hours(1)).into(),
-                (day_ago + TimeDelta::hours(1)).into(),
-                some_id.into(),
-                1000u32.into(),
-            ],
-        },
+        listing(
+            "listing, one city, since, newest first",
+            "`/api/readings?city=&since=`",
+            ReadingFilter {
+                since: Some(day_ago),
+                ..one_city.clone()
+            },
+            Order::NewestFirst,
+            None,
+            100,
+        ),
+        listing(
+            "listing, one city, after a cursor",
+            "`/api/readings?city=&before_id=`",
+            one_city,
+            Order::NewestFirst,
+            Some(Cursor {
+                fecha_registro: now - TimeDelta::hours(1),
+                id: some_id,
+            }),
+            100,
+        ),
+        listing(
+            "listing, all cities, newest first",
+            "`/api/readings`",
+            ReadingFilter::default(),
+            Order::NewestFirst,
+            None,
+            100,
+        ),
+        listing(
+            "listing, all cities, since/until, oldest first, after a cursor",
+            "`/api/readings.csv?since=&until=` (each page)",
+            ReadingFilter {
+                city: None,
+                since: Some(day_ago),
+                until: Some(now),
+            },
+            Order::OldestFirst,
+            Some(Cursor {
+                fecha_registro: day_ago + TimeDelta::hours(1),
+                id: some_id,
+            }),
+            1000,
+        ),
         Query {
             name: "(not ours) latest per city by GROUP BY, as a naive panel would",
             runs_on: "nothing: shown for contrast",
@@ -492,22 +515,29 @@ async fn explain_queries(conn: &mut Conn) -> Result<()> {
 /// The index is dropped again so the load test runs on the real schema.
 async fn chart_prototypes(conn: &mut Conn) -> Result<()> {
     let now = now_utc();
-    let params: Vec<Value> = vec![
+    let raw_params: Vec<Value> = vec![
         "Bogotá".into(),
-        (now - TimeDelta::hours(24)).into(),
+        (now - TimeDelta::hours(CHART_HOURS)).into(),
         now.into(),
     ];
-    let chart = "SELECT MIN(fecha_registro), AVG(temperatura), CAST(AVG(humedad) AS DOUBLE) \
-                 FROM mediciones WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? \
-                 GROUP BY UNIX_TIMESTAMP(fecha_registro) DIV 300 ORDER BY 1";
-    let raw = "SELECT fecha_registro, temperatura, humedad FROM mediciones \
-               WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? ORDER BY fecha_registro";
+    // The frontend's own statement binds the bucket too.
+    let chart_params: Vec<Value> = raw_params
+        .iter()
+        .cloned()
+        .chain([Value::from(CHART_BUCKET_SECS)])
+        .collect();
+    let chart = (CHART_QUERY, &chart_params);
+    let raw = (
+        "SELECT fecha_registro, temperatura, humedad FROM mediciones \
+         WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? ORDER BY fecha_registro",
+        &raw_params,
+    );
     let mut table = Table::new(&[
         "variant (prototype, not in the frontend)",
         "mean ms (1 client, 30 runs)",
         "rows returned",
     ]);
-    let mut time = async |conn: &mut Conn, name: &str, sql: &str| -> Result<()> {
+    let mut time = async |conn: &mut Conn, name: &str, (sql, params): (&str, &Vec<Value>)| {
         let started = Instant::now();
         let mut returned = 0;
         for _ in 0..30 {
@@ -520,7 +550,7 @@ async fn chart_prototypes(conn: &mut Conn) -> Result<()> {
             format!("{mean:.3}"),
             returned.to_string(),
         ]);
-        Ok(())
+        anyhow::Ok(())
     };
     time(conn, "chart query as is", chart).await?;
     time(conn, "raw 24 h rows of the city, bucketed in the app", raw).await?;
@@ -530,7 +560,7 @@ async fn chart_prototypes(conn: &mut Conn) -> Result<()> {
     )
     .await?;
     let result = async {
-        let inlined = inline(chart, &params);
+        let inlined = inline(chart.0, chart.1);
         let rows: Vec<Row> = conn.query(format!("EXPLAIN {inlined}")).await?;
         let plan: Vec<String> = rows
             .iter()
@@ -554,23 +584,6 @@ async fn chart_prototypes(conn: &mut Conn) -> Result<()> {
     println!("### Panel: the chart query, and two ways to make it cheaper\n");
     table.print();
     Ok(())
-}
-
-/// The statement with its parameters written in, for EXPLAIN/ANALYZE.
-fn inline(sql: &str, params: &[Value]) -> String {
-    let mut values = params.iter();
-    let mut out = String::new();
-    for (i, part) in sql.split('?').enumerate() {
-        if i > 0 {
-            out.push_str(
-                &values
-                    .next()
-                    .map_or("NULL".into(), |value| value.as_sql(false)),
-            );
-        }
-        out.push_str(part);
-    }
-    out
 }
 
 fn cell(value: Option<&Value>) -> String {
@@ -618,11 +631,5 @@ mod tests {
         assert_eq!(duration_ms("812.00us").unwrap(), 0.812);
         assert_eq!(duration_ms("12.5ms").unwrap(), 12.5);
         assert_eq!(duration_ms("1.02s").unwrap(), 1020.0);
-    }
-
-    #[test]
-    fn inlines_parameters_in_order() {
-        let sql = inline("SELECT ? , ?", &[Value::from("a'b"), Value::from(3u32)]);
-        assert_eq!(sql, "SELECT 'a\\'b' , 3");
     }
 }

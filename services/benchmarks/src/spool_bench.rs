@@ -14,11 +14,11 @@ use anyhow::{ensure, Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
 use sensor_simulator::spool::{Spool, REPLAY_BATCH};
-use telemetry_core::reading::insert_batch;
+use telemetry_core::reading::{insert_batch, insert_statement, INSERT_COLUMNS};
 use telemetry_core::NewReading;
 
-use crate::data::{write_tsv, Readings, TSV_COLUMNS};
-use crate::db::{self, Server, LIMIT};
+use crate::data::{write_tsv, Readings};
+use crate::db::{self, inline, Server, LIMIT};
 use crate::report::{rate, secs, thousands, verdict, Cpu, Table};
 
 const DATABASE: &str = "bench_spool";
@@ -377,8 +377,8 @@ async fn replay_without_read_ahead(
     Ok(rows)
 }
 
-/// The same statements as `insert_batch`, on one connection inside one
-/// transaction: shows what the per-statement commit costs.
+/// `insert_batch`'s statements, on one connection inside one transaction:
+/// shows what the per-statement commit costs.
 async fn replay_prepared_in_transaction(
     pool: &Pool,
     spool_dir: &Path,
@@ -390,8 +390,8 @@ async fn replay_prepared_in_transaction(
     let mut rows = 0;
     for batch in spool.batches(batch_size)? {
         let batch = batch?;
-        let params: Vec<Value> = batch.iter().flat_map(params).collect();
-        conn.exec_drop(prepared_insert(batch.len()), params).await?;
+        let (statement, params) = batch_insert(&batch);
+        conn.exec_drop(statement, params).await?;
         rows += batch.len() as u64;
     }
     conn.query_drop("COMMIT").await?;
@@ -430,7 +430,10 @@ async fn replay_text_protocol(pool: &Pool, spool_dir: &Path, batch_size: usize) 
     let mut rows = 0;
     for batch in spool.batches(batch_size)? {
         let batch = batch?;
-        conn.query_drop(text_insert(&batch)).await?;
+        let (statement, params) = batch_insert(&batch);
+        // Value::as_sql quotes and escapes each value as the driver's own
+        // client-side interpolation does.
+        conn.query_drop(inline(&statement, &params)).await?;
         rows += batch.len() as u64;
     }
     Ok(rows)
@@ -439,54 +442,22 @@ async fn replay_text_protocol(pool: &Pool, spool_dir: &Path, batch_size: usize) 
 /// One `INSERT` per row, each its own transaction: the seed's sensor loop.
 async fn insert_one_by_one(pool: &Pool, readings: &[NewReading]) -> Result<u64> {
     let mut conn = pool.get_conn().await?;
-    let statement = prepared_insert(1);
     for reading in readings {
-        conn.exec_drop(&statement, params(reading)).await?;
+        let (statement, params) = batch_insert(std::slice::from_ref(reading));
+        conn.exec_drop(statement, params).await?;
     }
     Ok(readings.len() as u64)
 }
 
-/// The statement `insert_batch` builds for `rows` rows.
-fn prepared_insert(rows: usize) -> String {
-    let row = format!("({})", ["?"; 9].join(", "));
-    format!(
-        "INSERT IGNORE INTO mediciones ({TSV_COLUMNS}) VALUES {}",
-        vec![row.as_str(); rows].join(", ")
+/// The statement and values `insert_batch` sends for `batch`, from its own
+/// pieces in telemetry-core.
+fn batch_insert(batch: &[NewReading]) -> (String, Vec<Value>) {
+    let params: Vec<Value> = batch.iter().flat_map(NewReading::params).collect();
+    let per_row = params.len() / batch.len().max(1);
+    (
+        insert_statement(INSERT_COLUMNS, per_row, batch.len()),
+        params,
     )
-}
-
-/// `NewReading::params` (private in telemetry-core), same order and types.
-fn params(r: &NewReading) -> Vec<Value> {
-    vec![
-        r.ciudad.as_str().into(),
-        r.temperatura.into(),
-        r.humedad.into(),
-        r.fecha_registro.into(),
-        r.source.as_str().into(),
-        r.observed_at.into(),
-        r.apparent_temperature.into(),
-        r.weather_code.into(),
-        r.wind_speed.into(),
-    ]
-}
-
-fn text_insert(batch: &[NewReading]) -> String {
-    let mut sql = String::with_capacity(64 + batch.len() * 128);
-    sql.push_str("INSERT IGNORE INTO mediciones (");
-    sql.push_str(TSV_COLUMNS);
-    sql.push_str(") VALUES ");
-    for (i, r) in batch.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
-        }
-        // Value::as_sql quotes and escapes each value as the driver's own
-        // client-side interpolation does.
-        let values: Vec<String> = params(r).iter().map(|value| value.as_sql(false)).collect();
-        sql.push('(');
-        sql.push_str(&values.join(","));
-        sql.push(')');
-    }
-    sql
 }
 
 async fn check_count(pool: &Pool, expected: u64) -> Result<()> {

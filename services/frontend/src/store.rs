@@ -256,13 +256,7 @@ impl Database {
                 for city in cities.iter() {
                     latest.push((city.clone(), latest_of(&mut conn, city).await?));
                 }
-                // The seed's own query, on the primary key.
-                let recent: Vec<Reading> = conn
-                    .exec(
-                        format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?"),
-                        (RECENT_ROWS,),
-                    )
-                    .await?;
+                let recent: Vec<Reading> = conn.exec(recent_query(), (RECENT_ROWS,)).await?;
                 Ok::<_, mysql_async::Error>((latest, recent))
             };
             let (charts, (latest, recent)) = tokio::try_join!(charts, latest_and_recent)?;
@@ -281,8 +275,7 @@ impl Database {
         let tick: Option<NaiveDateTime> = self
             .run(move |pool| async move {
                 let mut conn = pool.get_conn().await?;
-                conn.exec_first("SELECT fecha_registro FROM mediciones WHERE id = ?", (id,))
-                    .await
+                conn.exec_first(CURSOR_QUERY, (id,)).await
             })
             .await?;
         tick.map(|fecha_registro| Cursor { fecha_registro, id })
@@ -316,12 +309,32 @@ impl Database {
 /// The latest reading of `city`: one indexed lookup (the unique key read
 /// backwards); "latest of each city" as a GROUP BY would read every row.
 async fn latest_of(conn: &mut Conn, city: &str) -> Result<Option<Reading>, mysql_async::Error> {
-    conn.exec_first(
-        format!("SELECT {COLUMNS} FROM mediciones WHERE ciudad = ? ORDER BY fecha_registro DESC LIMIT 1"),
-        (city,),
-    )
-    .await
+    conn.exec_first(latest_of_query(), (city,)).await
 }
+
+// The statements as they are sent, public so that the benchmarks time and
+// EXPLAIN these and not copies of them.
+
+/// Binds the city.
+pub fn latest_of_query() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM mediciones WHERE ciudad = ? ORDER BY fecha_registro DESC LIMIT 1"
+    )
+}
+
+/// Binds the city, the first and last tick, and `CHART_BUCKET_SECS`.
+pub const CHART_QUERY: &str =
+    "SELECT MIN(fecha_registro), AVG(temperatura), CAST(AVG(humedad) AS DOUBLE) \
+     FROM mediciones WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? \
+     GROUP BY UNIX_TIMESTAMP(fecha_registro) DIV ? ORDER BY 1";
+
+/// The seed's own query, on the primary key. Binds `RECENT_ROWS`.
+pub fn recent_query() -> String {
+    format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?")
+}
+
+/// Binds the reading's id.
+pub const CURSOR_QUERY: &str = "SELECT fecha_registro FROM mediciones WHERE id = ?";
 
 /// `city`'s readings from `since` to `until`, averaged per bucket.
 async fn chart(
@@ -331,12 +344,7 @@ async fn chart(
     until: NaiveDateTime,
 ) -> Result<Vec<ChartPoint>, mysql_async::Error> {
     let rows: Vec<(NaiveDateTime, Option<f64>, Option<f64>)> = conn
-        .exec(
-            "SELECT MIN(fecha_registro), AVG(temperatura), CAST(AVG(humedad) AS DOUBLE) \
-             FROM mediciones WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? \
-             GROUP BY UNIX_TIMESTAMP(fecha_registro) DIV ? ORDER BY 1",
-            (city, since, until, CHART_BUCKET_SECS),
-        )
+        .exec(CHART_QUERY, (city, since, until, CHART_BUCKET_SECS))
         .await?;
     Ok(rows
         .into_iter()
@@ -349,7 +357,7 @@ async fn chart(
 }
 
 /// Builds the listing query from fixed fragments; every value is a parameter.
-fn readings_statement(
+pub fn readings_statement(
     filter: &ReadingFilter,
     order: Order,
     cursor: Option<Cursor>,

@@ -221,7 +221,8 @@ impl FromRow for Reading {
 }
 
 impl NewReading {
-    fn params(&self) -> [Value; 9] {
+    /// The values bound for one row, in [`INSERT_COLUMNS`] order.
+    pub fn params(&self) -> [Value; 9] {
         [
             self.ciudad.as_str().into(),
             self.temperatura.into(),
@@ -277,8 +278,10 @@ pub async fn insert_with_ids(
     .await
 }
 
-const INSERT_COLUMNS: &str = "ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
-                              apparent_temperature, weather_code, wind_speed";
+/// Columns `insert_batch` writes, in [`NewReading::params`] order.
+pub const INSERT_COLUMNS: &str =
+    "ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
+     apparent_temperature, weather_code, wind_speed";
 
 async fn insert_rows(
     pool: &Pool,
@@ -290,12 +293,7 @@ async fn insert_rows(
     if rows == 0 {
         return Ok(0);
     }
-    let per_row = params.len() / rows;
-    let row = format!("({})", vec!["?"; per_row].join(", "));
-    let placeholders = vec![row.as_str(); rows].join(", ");
-    // INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the sensor's account
-    // has no UPDATE privilege, on purpose.
-    let statement = format!("INSERT IGNORE INTO mediciones ({columns}) VALUES {placeholders}");
+    let statement = insert_statement(columns, params.len() / rows, rows);
     let inserted = with_timeout(limit, async {
         let mut conn = pool.get_conn().await?;
         record_host(&conn);
@@ -306,6 +304,16 @@ async fn insert_rows(
     // On the caller's span (`insert_batch` or `insert_with_ids`).
     tracing::Span::current().record("inserted", inserted);
     Ok(inserted)
+}
+
+/// The multi-row `INSERT` of `rows` rows of `per_row` values each into
+/// `columns`, as `insert_batch` and `insert_with_ids` send it.
+pub fn insert_statement(columns: &str, per_row: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    let placeholders = vec![row.as_str(); rows].join(", ");
+    // INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the sensor's account
+    // has no UPDATE privilege, on purpose.
+    format!("INSERT IGNORE INTO mediciones ({columns}) VALUES {placeholders}")
 }
 
 /// The `count` most recent readings, newest first (the seed's panel query).

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # One command for the benchmarks (docs/performance.md):
-#   benchmarks/run.sh [spool|backup|panel|all] [extra arguments for the benchmark]
+#   services/benchmarks/run.sh [spool|backup|panel|all] [extra arguments for the benchmark]
 # Starts a throwaway MariaDB, builds what is measured, runs, stops everything
-# it started. Output goes to stdout and to benchmarks/results/<name>-<time>.md.
+# it started. Output goes to stdout and to services/benchmarks/results/<name>-<time>.md.
 set -euo pipefail
 
 which=${1:-all}
 shift || true
 case "$which" in spool | backup | panel | all) ;; *)
-    echo "usage: benchmarks/run.sh [spool|backup|panel|all] [benchmark arguments]" >&2
+    echo "usage: services/benchmarks/run.sh [spool|backup|panel|all] [benchmark arguments]" >&2
     exit 2
     ;;
 esac
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 # Tools the references need, from the Debian mirror and PyPI.
@@ -26,10 +26,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 if [ "$which" = panel ] || [ "$which" = all ]; then
-    if [ ! -x benchmarks/.venv/bin/python ] || ! benchmarks/.venv/bin/python -c 'import flask, pymysql' 2>/dev/null; then
-        echo "run.sh: creating benchmarks/.venv with flask and pymysql" >&2
-        python3 -m venv benchmarks/.venv
-        benchmarks/.venv/bin/pip install --quiet flask pymysql
+    if [ ! -x services/benchmarks/.venv/bin/python ] || ! services/benchmarks/.venv/bin/python -c 'import flask, pymysql' 2>/dev/null; then
+        echo "run.sh: creating services/benchmarks/.venv with flask and pymysql" >&2
+        python3 -m venv services/benchmarks/.venv
+        services/benchmarks/.venv/bin/pip install --quiet flask pymysql
     fi
 fi
 
@@ -50,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 eval "export $(scripts/test-mariadb.sh start "$db_dir" | grep '^TEST_DATABASE_URL=')"
 
-mkdir -p benchmarks/results
+mkdir -p services/benchmarks/results
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 {
     echo "## $which benchmark, $stamp"
@@ -58,10 +58,10 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
     echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/ {print $2}') GiB;" \
         "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-} | tee "benchmarks/results/$which-$stamp.md"
+} | tee "services/benchmarks/results/$which-$stamp.md"
 
 run() {
-    target/release/benchmarks "$@" | tee -a "benchmarks/results/$which-$stamp.md"
+    target/release/benchmarks "$@" | tee -a "services/benchmarks/results/$which-$stamp.md"
 }
 case "$which" in
 spool) run spool "$@" ;;

@@ -1,9 +1,9 @@
 """Reference panel written like the seed's (Flask + a new PyMySQL connection
-per request + the seed's query), for benchmarks/run.sh panel to load next to
-our frontend. Not part of the product.
+per request + the seed's query), for services/benchmarks/run.sh panel to load
+next to our frontend. Not part of the product.
 
 Run: PORT=... DB_HOST=... DB_PORT=... DB_USER=... DB_PASSWORD=... DB_NAME=...
-     benchmarks/.venv/bin/python benchmarks/flask-reference/app.py
+     services/benchmarks/.venv/bin/python services/benchmarks/flask-reference/app.py
 """
 
 import os
