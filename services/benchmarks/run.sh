@@ -35,12 +35,15 @@ fi
 
 # The measured binaries are built from this tree, so the figures are for it.
 # BENCH_BUILD=benchmarks-only builds just this crate and measures the service
-# binaries already in target/release (on a machine shared with other builds).
+# binaries already in the release folder (on a machine shared with other
+# builds). CARGO_TARGET_DIR is honoured, as cargo does.
 if [ "${BENCH_BUILD:-all}" = benchmarks-only ]; then
     cargo build --release -p benchmarks
 else
     cargo build --release -p benchmarks -p backup-worker -p frontend -p stack-tests --bins
 fi
+
+release="${CARGO_TARGET_DIR:-target}/release"
 
 db_dir=$(mktemp -d /tmp/bench-db.XXXXXX)
 cleanup() {
@@ -61,7 +64,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 } | tee "services/benchmarks/results/$which-$stamp.md"
 
 run() {
-    target/release/benchmarks "$@" | tee -a "services/benchmarks/results/$which-$stamp.md"
+    BENCH_BIN_DIR="$release" "$release/benchmarks" "$@" | tee -a "services/benchmarks/results/$which-$stamp.md"
 }
 case "$which" in
 spool) run spool "$@" ;;

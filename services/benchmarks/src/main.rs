@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         repeat: u32,
         /// Where backup-worker was built.
-        #[arg(long, default_value = "target/release")]
+        #[arg(long, env = "BENCH_BIN_DIR", default_value = "target/release")]
         bin_dir: PathBuf,
     },
     /// Issue 5: the frontend under wrk vs a seed-style Flask panel and a fixed page.
@@ -50,7 +50,7 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         connections: u32,
         /// Where frontend and open-meteo-stub were built.
-        #[arg(long, default_value = "target/release")]
+        #[arg(long, env = "BENCH_BIN_DIR", default_value = "target/release")]
         bin_dir: PathBuf,
         #[arg(long, default_value = "services/benchmarks/.venv/bin/python")]
         python: PathBuf,
