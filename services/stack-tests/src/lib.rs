@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use telemetry_core::DatabaseSettings;
+
 pub mod wan;
 
 pub fn repository_root() -> PathBuf {
@@ -433,7 +435,7 @@ pub async fn assert_login_refused(opts: mysql_async::OptsBuilder, what: &str) ->
 pub const ONE_SHOT_JOBS: [&str; 3] = ["credentials", "backups-init", "db-migrate"];
 
 /// Driver options for `account` at `host:port`, TLS verified against the CA
-/// in `ca_file`, on the telemetria database, in UTC.
+/// in `ca_file`, on the telemetria database: the services' own settings.
 pub fn database_opts(
     host: &str,
     port: u16,
@@ -441,19 +443,17 @@ pub fn database_opts(
     password: &str,
     ca_file: &Path,
 ) -> mysql_async::OptsBuilder {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .prefer_socket(false)
-        .user(Some(account))
-        .pass(Some(password))
-        .db_name(Some("telemetria"))
-        .ssl_opts(Some(
-            mysql_async::SslOpts::default()
-                .with_root_certs(vec![ca_file.to_owned().into()])
-                .with_disable_built_in_roots(true),
-        ))
-        .init(vec!["SET time_zone = '+00:00'"])
+    let settings = DatabaseSettings {
+        host: host.to_owned(),
+        port,
+        user: account.to_owned(),
+        password: Some(password.to_owned().into()),
+        ca_file: Some(ca_file.to_owned()),
+        ..DatabaseSettings::default()
+    };
+    settings
+        .connection_opts(Some(&settings.name))
+        .expect("a password given inline")
 }
 
 /// Polls `condition` until it returns Some; fails after `limit`.
@@ -482,7 +482,8 @@ pub fn docker(args: &[&str]) -> Output {
         .expect("docker runs")
 }
 
-fn address_on(container: &str, network: &str) -> Option<Ipv4Addr> {
+/// The address of `container` on `network`, if it is attached.
+pub fn address_on(container: &str, network: &str) -> Option<Ipv4Addr> {
     let format = format!(
         "{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}"
     );

@@ -121,25 +121,32 @@ impl DatabaseSettings {
     }
 
     fn pool_for_database(&self, database: Option<&str>) -> Result<Pool, SettingsError> {
-        let password = self.resolve_password()?;
         let constraints = PoolConstraints::new(0, 10).expect("0 <= 10");
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(60))
             .with_reset_connection(false);
-        let opts = OptsBuilder::default()
+        let opts = self
+            .connection_opts(database)?
+            .wait_timeout(Some(28_800))
+            .pool_opts(pool_opts);
+        Ok(Pool::new(opts))
+    }
+
+    /// How every connection of ours is made: the account, TLS as configured,
+    /// `database` selected (or none), and the session in UTC.
+    pub fn connection_opts(&self, database: Option<&str>) -> Result<OptsBuilder, SettingsError> {
+        let password = self.resolve_password()?;
+        Ok(OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .prefer_socket(false)
             .user(Some(self.user.clone()))
             .pass(password.map(|secret| secret.expose_secret().to_owned()))
             .db_name(database.map(str::to_owned))
-            .wait_timeout(Some(28_800))
-            .pool_opts(pool_opts)
             .ssl_opts(self.tls())
             // Every DATETIME we read or write is UTC.
-            .init(vec!["SET time_zone = '+00:00'"]);
-        Ok(Pool::new(opts))
+            .init(vec!["SET time_zone = '+00:00'"]))
     }
 
     /// TLS verified against our own CA only: the built-in web roots are

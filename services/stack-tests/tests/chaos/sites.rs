@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stack_tests::wan::{find_any, Capture, Wan, WanProfile};
-use stack_tests::{assert_login_refused, database_opts, docker, repository_root, Stack, StackSlot};
+use stack_tests::{
+    address_on, assert_login_refused, database_opts, docker, repository_root, Stack, StackSlot,
+};
 
 use crate::common::*;
 
@@ -126,7 +128,7 @@ async fn two_sites_across_a_wan_keep_every_reading_and_every_secret() {
 
     wan_cut(&wan, &probe).await;
     man_in_the_middle(&wan, &local, &probe, cloud.proxy_port).await;
-    rotation(&cloud, &local, site.path(), &probe).await;
+    rotation(&cloud, &local, site.path(), &probe, &gateway).await;
     closed_door(&cloud, &wan, &gateway).await;
 
     let whole = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
@@ -421,18 +423,9 @@ impl Impostor {
                 ping.status.success().then_some(())
             },
         );
-        let inspect = docker(&[
-            "inspect",
-            "-f",
-            &format!(
-                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-                wan.network()
-            ),
-            &impostor.container,
-        ]);
-        let address = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
-        assert!(!address.is_empty(), "impostor address: {inspect:?}");
-        impostor.address = address;
+        impostor.address = address_on(&impostor.container, wan.network())
+            .expect("the impostor is on the WAN")
+            .to_string();
         impostor.started = Instant::now();
         impostor
     }
@@ -452,7 +445,13 @@ impl Drop for Impostor {
 
 /// The sensor's password rotated with scripts/rotate.sh on the cloud, the
 /// new site credentials carried over, the sensor restarted: no reading lost.
-async fn rotation(cloud: &Stack, local: &Stack, site: &std::path::Path, probe: &Probe<'_>) {
+async fn rotation(
+    cloud: &Stack,
+    local: &Stack,
+    site: &std::path::Path,
+    probe: &Probe<'_>,
+    gateway: &str,
+) {
     let old = cloud.secret("sensor");
     let started = Instant::now();
     let rotated = Command::new(repository_root().join("scripts/rotate.sh"))
@@ -475,18 +474,8 @@ async fn rotation(cloud: &Stack, local: &Stack, site: &std::path::Path, probe: &
         started.elapsed().as_secs()
     ));
     assert!(accounting.exact(), "after the rotation: {accounting}");
-    let opts = database_opts(
-        &wan_host(cloud),
-        cloud.proxy_port,
-        "sensor",
-        &old,
-        cloud.ca_file(),
-    );
+    let opts = database_opts(gateway, cloud.proxy_port, "sensor", &old, cloud.ca_file());
     assert_login_refused(opts, "the sensor's previous password").await;
-}
-
-fn wan_host(cloud: &Stack) -> String {
-    cloud.env()["PROXY_BIND"].clone()
 }
 
 /// root, with the real password, cannot log in through the published port;
@@ -507,20 +496,9 @@ async fn closed_door(cloud: &Stack, wan: &Wan, gateway: &str) {
     let proxy = cloud.container("nginx-proxy");
     let joined = docker(&["network", "connect", wan.network(), &proxy]);
     assert!(joined.status.success(), "{joined:?}");
-    let proxy_address = String::from_utf8_lossy(
-        &docker(&[
-            "inspect",
-            "-f",
-            &format!(
-                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-                wan.network()
-            ),
-            &proxy,
-        ])
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let proxy_address = address_on(&proxy, wan.network())
+        .expect("the proxy is on the WAN")
+        .to_string();
     let greeting_bytes = |target: &str| {
         let output = docker(&[
             "run",
