@@ -2,7 +2,10 @@
 //! tick and stores it in `mediciones`, spooling to disk while the database
 //! is unreachable.
 
+pub mod clock;
+pub mod fetcher;
 pub mod metrics;
+pub mod pacing;
 pub mod schedule;
 pub mod sensor;
 pub mod settings;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use telemetry_core::service::{Listener, StartupError};
 
+use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::sensor::Sensor;
 use crate::settings::Settings;
@@ -30,13 +34,21 @@ impl Application {
     /// Binds the health/metrics listener and opens the spool; connects to
     /// nothing yet, so the sensor starts (and spools) with the database down.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock))
+    }
+
+    /// As [`Self::build`], with the clock that paces calls to Open-Meteo.
+    pub fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let listener = Listener::bind(&settings.http)?;
         let port = listener.port();
         let pool = settings.database.pool()?;
         let spool = Spool::open(&settings.spool.directory, settings.spool.max_bytes)
             .map_err(StartupError::part)?;
         let metrics = Arc::new(Metrics::default());
-        let sensor = Sensor::new(settings, pool, spool, metrics.clone())?;
+        let sensor = Sensor::new(settings, pool, spool, metrics.clone(), clock)?;
         let server = listener.serve(|listener| telemetry_core::ops::serve(listener, metrics))?;
         tracing::info!(
             message = "sensor started",
@@ -44,6 +56,9 @@ impl Application {
             source = %settings.sensor.source,
             interval_secs = settings.sensor.interval_secs,
             cities = settings.sensor.cities.len(),
+            fetch_policy = settings.sensor.fetch_policy.name(),
+            api_calls_per_day = settings.sensor_calls_per_day(),
+            api_budget = settings.sensor_budget(),
             database = %format!("{}:{}/{}", settings.database.host, settings.database.port, settings.database.name),
         );
         Ok(Self {

@@ -17,6 +17,15 @@ pub struct Metrics {
     pub last_success: Gauge,
     /// By [`telemetry_core::weather::WeatherError::kind`].
     pub api_errors: CounterVec<&'static str>,
+    /// Open-Meteo calls as it counts them (one per city asked for), failed
+    /// requests included.
+    pub api_calls: Counter,
+    /// The sensor's share of `weather.daily_budget`, and what is left of it
+    /// today (UTC).
+    pub api_budget: Gauge,
+    pub api_budget_remaining: Gauge,
+    /// The wait imposed by the last failed request; 0 once one succeeds.
+    pub api_backoff_seconds: Gauge,
 }
 
 impl Observable for Metrics {
@@ -78,6 +87,26 @@ impl Observable for Metrics {
                 "Failed Open-Meteo requests by kind.",
                 "kind",
                 &self.api_errors,
+            )
+            .counter(
+                "sensor_api_calls_total",
+                "Open-Meteo calls as it counts them: one per city asked for, failures included.",
+                &self.api_calls,
+            )
+            .gauge(
+                "sensor_api_budget_calls",
+                "The sensor's daily share of weather.daily_budget (what the panel leaves).",
+                self.api_budget.get(),
+            )
+            .gauge(
+                "sensor_api_budget_remaining",
+                "Calls left of the sensor's share today (UTC).",
+                self.api_budget_remaining.get(),
+            )
+            .gauge(
+                "sensor_api_backoff_seconds",
+                "Wait imposed by the last failed Open-Meteo request; 0 after a success.",
+                self.api_backoff_seconds.get(),
             );
         out.finish()
     }

@@ -1,39 +1,39 @@
 //! The sensor loop: every tick, one reading per city, stored or spooled.
+//! Open-Meteo is asked by a task of its own ([`crate::fetcher`]); a tick
+//! only reads the latest observations it published.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, TimeDelta, Utc};
+use chrono::{NaiveDateTime, Utc};
 use mysql_async::Pool;
-use rand::Rng;
 use telemetry_core::reading::insert_batch;
-use telemetry_core::weather::{City, Observation, WeatherClient, WeatherError};
+use telemetry_core::service::StartupError;
+use telemetry_core::weather::City;
 use telemetry_core::{NewReading, Source};
+use tokio::sync::watch;
 
+use crate::clock::Clock;
+use crate::fetcher::{Fetcher, Held};
 use crate::metrics::Metrics;
+use crate::pacing::Pacer;
 use crate::schedule::{Schedule, Tick};
 use crate::settings::Settings;
 use crate::simulated;
 use crate::spool::{ReplayError, Spool, SpoolError, REPLAY_BATCH};
 
-/// When a fetch returns the observation we already have (the API lags its
-/// own schedule a little), ask again after this long rather than every tick.
-const SAME_OBSERVATION_RETRY: TimeDelta = TimeDelta::seconds(60);
-
 pub struct Sensor {
     cities: Vec<City>,
-    source: Source,
     interval: Duration,
-    client: WeatherClient,
-    fetch_attempts: u32,
+    /// Open-Meteo only: the fetcher, until `run` starts it, and what it
+    /// publishes. `None` for the simulated source.
+    fetcher: Option<Fetcher>,
+    held: Option<watch::Receiver<Held>>,
     pool: Pool,
     db_timeout: Duration,
     spool: Spool,
     metrics: Arc<Metrics>,
-    /// Last observations from the API, one per city, and when to ask again.
-    cache: Option<Vec<Observation>>,
-    next_fetch: NaiveDateTime,
 }
 
 impl Sensor {
@@ -42,21 +42,36 @@ impl Sensor {
         pool: Pool,
         spool: Spool,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, WeatherError> {
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         metrics.spool_bytes.set(spool.bytes() as f64);
-        let client = settings.weather.client()?;
+        let cities = settings.sensor.cities.clone();
+        let (fetcher, held) = match settings.sensor.source {
+            Source::Simulated => (None, None),
+            Source::OpenMeteo => {
+                let budget = settings.sensor_budget();
+                metrics.api_budget.set(budget as f64);
+                let pacer = Pacer::new(
+                    settings.sensor.fetch_policy,
+                    settings.sensor.interval(),
+                    cities.len(),
+                    budget,
+                );
+                let client = settings.weather.client()?;
+                let (fetcher, held) =
+                    Fetcher::new(client, cities.clone(), pacer, clock, metrics.clone());
+                (Some(fetcher), Some(held))
+            }
+        };
         Ok(Self {
-            cities: settings.sensor.cities.clone(),
-            source: settings.sensor.source,
+            cities,
             interval: settings.sensor.interval(),
-            client,
-            fetch_attempts: settings.weather.attempts,
+            fetcher,
+            held,
             pool,
             db_timeout: settings.database.timeout(),
             spool,
             metrics,
-            cache: None,
-            next_fetch: NaiveDateTime::MIN,
         })
     }
 
@@ -65,6 +80,12 @@ impl Sensor {
     /// the spool when this returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // Started first, so observations are on their way while the spool
+        // from before a restart is replayed.
+        let fetcher = self
+            .fetcher
+            .take()
+            .map(|fetcher| tokio::spawn(fetcher.run()));
         let mut schedule = Schedule::new(self.interval, Utc::now());
         if !self.spool.is_empty() {
             tracing::info!(
@@ -74,116 +95,40 @@ impl Sensor {
             self.flush_spool().await;
         }
         loop {
-            let readings = tokio::select! {
+            let tick = tokio::select! {
                 _ = &mut shutdown => break,
-                readings = async {
-                    let tick = schedule.next().await;
-                    self.readings_for(tick).await
-                } => readings,
+                tick = schedule.next() => tick,
             };
+            let readings = self.readings_for(tick);
             self.store(readings).await;
+        }
+        // The fetcher stops when nobody is left to read what it publishes.
+        self.held = None;
+        if let Some(fetcher) = fetcher {
+            if let Err(error) = fetcher.await {
+                if error.is_panic() {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+            }
         }
         tracing::info!(message = "sensor stopped", spool_bytes = self.spool.bytes());
     }
 
-    async fn readings_for(&mut self, tick: Tick) -> Vec<NewReading> {
+    fn readings_for(&mut self, tick: Tick) -> Vec<NewReading> {
         self.metrics.ticks.increment();
         if tick.skipped > 0 {
             self.metrics.ticks_skipped.add(tick.skipped);
             tracing::warn!(message = "process stalled; ticks skipped", skipped = tick.skipped, resumed_at = %tick.at);
         }
-        match self.source {
-            Source::Simulated => self
+        match &self.held {
+            None => self
                 .cities
                 .iter()
                 .map(|city| simulated::reading(city, tick.at))
                 .collect(),
-            Source::OpenMeteo => self.observed_readings(tick.at).await,
+            Some(held) => observed_readings(&self.cities, &held.borrow(), tick.at),
         }
     }
-
-    async fn observed_readings(&mut self, tick: NaiveDateTime) -> Vec<NewReading> {
-        if tick >= self.next_fetch {
-            self.refresh(tick).await;
-        }
-        let Some(observations) = &self.cache else {
-            return Vec::new();
-        };
-        observations
-            .iter()
-            .zip(&self.cities)
-            // An observation past two of its own intervals is no longer
-            // "current": better no row than a stale value passed off as new.
-            .filter(|(observation, _)| {
-                tick < observation.next_due()
-                    + TimeDelta::from_std(observation.interval).unwrap_or_default()
-            })
-            .map(|(observation, city)| NewReading {
-                ciudad: city.name.clone(),
-                temperatura: observation.temperature,
-                humedad: observation.humidity,
-                fecha_registro: tick,
-                source: Source::OpenMeteo,
-                observed_at: Some(observation.observed_at),
-                apparent_temperature: observation.apparent_temperature,
-                weather_code: observation.weather_code,
-                wind_speed: observation.wind_speed,
-            })
-            .collect()
-    }
-
-    /// Fetches new observations, with exponential backoff and jitter between
-    /// attempts; gives up early on replies that retrying cannot fix.
-    #[tracing::instrument(skip_all, fields(cities = self.cities.len()))]
-    async fn refresh(&mut self, tick: NaiveDateTime) {
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=self.fetch_attempts {
-            match self.client.current(&self.cities).await {
-                Ok(observations) => {
-                    self.metrics.fetches.increment();
-                    for (observation, city) in observations.iter().zip(&self.cities) {
-                        if !observation.missing.is_empty() {
-                            tracing::warn!(
-                                message = "Open-Meteo reply lacks values; stored as NULL",
-                                city = %city.name,
-                                missing = ?observation.missing
-                            );
-                        }
-                    }
-                    let newest = observations.iter().map(|o| o.observed_at).max();
-                    let previous = self
-                        .cache
-                        .as_ref()
-                        .and_then(|c| c.iter().map(|o| o.observed_at).max());
-                    self.next_fetch = if newest.is_some() && newest == previous {
-                        tick + SAME_OBSERVATION_RETRY
-                    } else {
-                        observations
-                            .iter()
-                            .map(Observation::next_due)
-                            .min()
-                            .unwrap_or(tick)
-                    };
-                    tracing::info!(message = "observations fetched", observed_at = ?newest, next_fetch = %self.next_fetch);
-                    self.cache = Some(observations);
-                    return;
-                }
-                Err(error) => {
-                    self.metrics.api_errors.increment(&error.kind());
-                    tracing::warn!(message = "Open-Meteo request failed", kind = error.kind(), %error, attempt);
-                    if !error.is_transient() || attempt == self.fetch_attempts {
-                        break;
-                    }
-                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-                    delay *= 2;
-                }
-            }
-        }
-        // Failed: try again at the next tick.
-        self.next_fetch = tick;
-    }
-
     /// Writes the readings to the database, or to the spool if it cannot.
     /// Spooled readings go first, so rows arrive in order.
     async fn store(&mut self, readings: Vec<NewReading>) {
@@ -271,4 +216,24 @@ impl Sensor {
     fn record_success(&self) {
         self.metrics.last_success.set(Utc::now().timestamp() as f64);
     }
+}
+
+/// One reading per city whose latest observation is still current at `tick`.
+fn observed_readings(cities: &[City], held: &Held, tick: NaiveDateTime) -> Vec<NewReading> {
+    held.iter()
+        .zip(cities)
+        .filter_map(|(observation, city)| Some((observation.as_ref()?, city)))
+        .filter(|(observation, _)| observation.is_current_at(tick))
+        .map(|(observation, city)| NewReading {
+            ciudad: city.name.clone(),
+            temperatura: observation.temperature,
+            humedad: observation.humidity,
+            fecha_registro: tick,
+            source: Source::OpenMeteo,
+            observed_at: Some(observation.observed_at),
+            apparent_temperature: observation.apparent_temperature,
+            weather_code: observation.weather_code,
+            wind_speed: observation.wind_speed,
+        })
+        .collect()
 }

@@ -11,6 +11,8 @@ use telemetry_core::settings::{
 use telemetry_core::weather::{default_cities, City};
 use telemetry_core::Source;
 
+use crate::pacing::FetchPolicy;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -46,6 +48,10 @@ pub struct SensorSettings {
     pub source: Source,
     /// One reading per city per this many seconds, aligned to the clock.
     pub interval_secs: u64,
+    /// When Open-Meteo is asked, and for which cities. The default asks
+    /// every tick, for one city in turn: the design's fetch every 15 s,
+    /// inside the free tier with the panel's calls counted.
+    pub fetch_policy: FetchPolicy,
     pub cities: Vec<City>,
 }
 
@@ -54,6 +60,7 @@ impl Default for SensorSettings {
         Self {
             source: Source::OpenMeteo,
             interval_secs: 15,
+            fetch_policy: FetchPolicy::default(),
             cities: default_cities(),
         }
     }
@@ -85,6 +92,82 @@ impl Default for SpoolSettings {
     }
 }
 
+impl Settings {
+    /// Open-Meteo calls a day of the sensor's policy (0 when simulated).
+    pub fn sensor_calls_per_day(&self) -> u64 {
+        match self.sensor.source {
+            Source::Simulated => 0,
+            Source::OpenMeteo => self
+                .sensor
+                .fetch_policy
+                .calls_per_day(self.sensor.interval(), self.sensor.cities.len()),
+        }
+    }
+
+    /// The most calls a day the panel's live weather makes, assuming it
+    /// shows the sensor's cities with this `weather.cache_secs`.
+    pub fn panel_calls_per_day(&self) -> u64 {
+        self.weather.panel_calls_per_day(self.sensor.cities.len())
+    }
+
+    /// The calls a UTC day the sensor may spend: the budget less the
+    /// panel's worst case.
+    pub fn sensor_budget(&self) -> u64 {
+        self.weather
+            .daily_budget
+            .saturating_sub(self.panel_calls_per_day())
+    }
+
+    /// Refuses a policy that, with the panel's worst case, needs more calls
+    /// a day than the budget.
+    fn validate_budget(&self) -> Result<(), SettingsError> {
+        let sensor = self.sensor_calls_per_day();
+        if sensor == 0 {
+            return Ok(());
+        }
+        let panel = self.panel_calls_per_day();
+        let budget = self.weather.daily_budget;
+        if sensor + panel <= budget {
+            return Ok(());
+        }
+        let (interval, cities) = (self.sensor.interval(), self.sensor.cities.len());
+        let alternatives: Vec<String> = FetchPolicy::ALL
+            .into_iter()
+            .filter(|&policy| policy.calls_per_day(interval, cities) + panel <= budget)
+            .map(|policy| {
+                format!(
+                    "{} ({} a day)",
+                    policy.name(),
+                    policy.calls_per_day(interval, cities)
+                )
+            })
+            .collect();
+        let choose = if alternatives.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", or set sensor.fetch_policy to {}",
+                alternatives.join(" or ")
+            )
+        };
+        Err(SettingsError::invalid(
+            "weather.daily_budget",
+            budget,
+            format!(
+                "too small for sensor.fetch_policy = {}: {}; with up to {panel} calls a day for \
+                 the panel's live weather ({cities} cities, each at most every {} s, \
+                 weather.cache_secs) that is {} calls a day, more than the {budget} of \
+                 weather.daily_budget. Raise weather.daily_budget (a paid key or a self-hosted \
+                 Open-Meteo), lengthen sensor.interval_secs{choose}",
+                self.sensor.fetch_policy.name(),
+                self.sensor.fetch_policy.describe(interval, cities),
+                self.weather.cache_secs,
+                sensor + panel,
+            ),
+        ))
+    }
+}
+
 impl Validate for Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
@@ -98,6 +181,7 @@ impl Validate for Settings {
         }
         validate_cities("sensor", &sensor.cities)?;
         self.weather.validate()?;
+        self.validate_budget()?;
         if self.spool.max_bytes < 4096 {
             return Err(SettingsError::invalid(
                 "spool.max_bytes",
@@ -106,5 +190,83 @@ impl Validate for Settings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use telemetry_core::settings::load;
+
+    use super::*;
+
+    fn load_toml(body: &str) -> Result<Settings, SettingsError> {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(body.as_bytes()).unwrap();
+        load(Some(file.path()))
+    }
+
+    #[test]
+    fn the_default_fetches_every_tick_inside_the_free_tier_with_the_panel_counted() {
+        let settings = load_toml("").unwrap();
+        assert_eq!(settings.sensor.fetch_policy, FetchPolicy::RoundRobin);
+        assert_eq!(settings.sensor_calls_per_day(), 5_760);
+        assert_eq!(settings.panel_calls_per_day(), 2_016);
+        assert_eq!(settings.sensor_budget(), 10_000 - 2_016);
+    }
+
+    #[test]
+    fn a_policy_over_the_budget_is_refused_with_the_keys_and_the_numbers() {
+        let error = load_toml("[sensor]\nfetch_policy = \"every-tick\"\n")
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "`weather.daily_budget`",
+            "\"10000\"",
+            "every-tick",
+            "sensor.interval_secs",
+            "40320 calls a day",
+            "2016",
+            "weather.cache_secs",
+            "42336",
+            "round-robin (5760 a day)",
+            "on-new-observation (2016 a day)",
+        ] {
+            assert!(
+                error.contains(expected),
+                "{expected:?} missing from: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_larger_budget_admits_every_tick_and_simulated_readings_need_none() {
+        let settings =
+            load_toml("[sensor]\nfetch_policy = \"every-tick\"\n[weather]\ndaily_budget = 50000\n")
+                .unwrap();
+        assert_eq!(settings.sensor_calls_per_day(), 40_320);
+        let settings =
+            load_toml("[sensor]\nsource = \"simulated\"\nfetch_policy = \"every-tick\"\n").unwrap();
+        assert_eq!(settings.sensor_calls_per_day(), 0);
+    }
+
+    #[test]
+    fn round_robin_is_refused_when_the_panel_leaves_too_little() {
+        // A panel refreshing every 60 s takes 10,080 calls a day by itself.
+        let error = load_toml("[weather]\ncache_secs = 60\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("10080 calls a day for the panel"), "{error}");
+        assert!(!error.contains("set sensor.fetch_policy"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_policy_is_refused_with_the_known_ones() {
+        let error = load_toml("[sensor]\nfetch_policy = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("sometimes"), "{error}");
+        assert!(error.contains("round-robin"), "{error}");
     }
 }

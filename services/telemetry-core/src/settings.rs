@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::weather::{City, WeatherClient, WeatherError};
+use crate::weather::{quota_calls, City, WeatherClient, WeatherError};
 
 /// Prefix of the environment variables read by every service.
 pub const ENV_PREFIX: &str = "APP";
@@ -119,28 +119,36 @@ pub fn validate_cities(section: &str, cities: &[City]) -> Result<(), SettingsErr
 }
 
 /// The `[weather]` section: how a service reaches Open-Meteo. Each service
-/// sets its own defaults; `attempts` is the sensor's, `cache_secs` the
-/// panel's, and the other service ignores it.
+/// sets its own defaults; `daily_budget` is the sensor's, `cache_secs` the
+/// panel's (the sensor reads it too, to count the panel's share of the
+/// budget), and the other service ignores it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WeatherSettings {
     pub base_url: String,
+    /// Sent as the `apikey` query parameter: the paid route, with the
+    /// customer host as `base_url`. Never logged, masked in `Debug`.
+    pub apikey: Option<SecretString>,
     /// Bound on one request.
     pub timeout_secs: u64,
-    /// Sensor: attempts per fetch (first try included) before the tick gives up.
-    pub attempts: u32,
     /// Panel: a city's live weather is reused this long. Open-Meteo itself
     /// updates every 15 minutes, and the panel must never hammer it.
     pub cache_secs: u64,
+    /// Calls a UTC day that Open-Meteo allows this site (the free tier's
+    /// 10,000; more for a paid key or a self-hosted instance). The sensor
+    /// refuses to start when its policy and the panel's worst case need
+    /// more, and never spends more than what the panel leaves it.
+    pub daily_budget: u64,
 }
 
 impl Default for WeatherSettings {
     fn default() -> Self {
         Self {
             base_url: "https://api.open-meteo.com".into(),
+            apikey: None,
             timeout_secs: 10,
-            attempts: 3,
             cache_secs: 300,
+            daily_budget: 10_000,
         }
     }
 }
@@ -154,11 +162,18 @@ impl WeatherSettings {
         Duration::from_secs(self.cache_secs)
     }
 
-    pub fn client(&self) -> Result<WeatherClient, WeatherError> {
-        WeatherClient::new(&self.base_url, self.timeout())
+    /// The most calls a day the panel's live weather can make for `cities`:
+    /// one request per city per `cache_secs`, one location each.
+    pub fn panel_calls_per_day(&self, cities: usize) -> u64 {
+        quota_calls(cities) * 86_400u64.div_ceil(self.cache_secs.max(1))
     }
 
-    /// An http(s) base URL, a timeout and attempts of at least one.
+    pub fn client(&self) -> Result<WeatherClient, WeatherError> {
+        WeatherClient::new(&self.base_url, self.timeout(), self.apikey.clone())
+    }
+
+    /// An http(s) base URL, a timeout, a cache period within a day and a
+    /// budget of at least one call.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let base_url = &self.base_url;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
@@ -175,9 +190,16 @@ impl WeatherSettings {
                 "must be at least 1",
             ));
         }
-        if self.attempts == 0 {
+        if !(1..=86_400).contains(&self.cache_secs) {
             return Err(SettingsError::invalid(
-                "weather.attempts",
+                "weather.cache_secs",
+                self.cache_secs,
+                "must be 1-86400",
+            ));
+        }
+        if self.daily_budget == 0 {
+            return Err(SettingsError::invalid(
+                "weather.daily_budget",
                 0,
                 "must be at least 1",
             ));
@@ -470,5 +492,60 @@ mod tests {
 
         assert!(validate_cities("panel", &[]).is_err());
         assert!(validate_cities("panel", &[bogota]).is_ok());
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct WithWeather {
+        weather: WeatherSettings,
+    }
+
+    impl Validate for WithWeather {
+        fn validate(&self) -> Result<(), SettingsError> {
+            self.weather.validate()
+        }
+    }
+
+    #[test]
+    fn the_apikey_is_masked_in_debug() {
+        let file = toml_file("[weather]\napikey = \"k3y-s3cret\"\n");
+        let settings: WithWeather = load(Some(file.path())).unwrap();
+        assert!(settings.weather.apikey.is_some());
+        assert!(!format!("{settings:?}").contains("k3y-s3cret"));
+    }
+
+    #[test]
+    fn the_panels_worst_case_is_one_call_per_city_per_cache_period() {
+        let weather = WeatherSettings::default();
+        assert_eq!(weather.panel_calls_per_day(7), 2_016);
+        let weather = WeatherSettings {
+            cache_secs: 7,
+            ..weather
+        };
+        // A day is not a whole number of 7 s periods: rounded up.
+        assert_eq!(weather.panel_calls_per_day(1), 12_343);
+    }
+
+    #[test]
+    fn a_budget_or_cache_period_of_zero_is_refused_by_name() {
+        let file = toml_file("[weather]\ndaily_budget = 0\n");
+        let error = load::<WithWeather>(Some(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("weather.daily_budget"), "{error}");
+        let file = toml_file("[weather]\ncache_secs = 0\n");
+        let error = load::<WithWeather>(Some(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("weather.cache_secs"), "{error}");
+    }
+
+    #[test]
+    fn the_removed_attempts_key_is_refused_by_name() {
+        let file = toml_file("[weather]\nattempts = 3\n");
+        let error = load::<WithWeather>(Some(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("attempts"), "{error}");
     }
 }

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Variables asked for; temperature and humidity are the seed's, the rest are
@@ -94,7 +95,72 @@ pub struct Observation {
 impl Observation {
     /// When the API will have a newer observation.
     pub fn next_due(&self) -> NaiveDateTime {
-        self.observed_at + TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX)
+        self.observed_at + self.interval_delta()
+    }
+
+    /// Whether this observation may still be stored as current at `at`: an
+    /// observation past two of its own intervals is no longer current, and
+    /// no row is better than a stale value passed off as new.
+    pub fn is_current_at(&self, at: NaiveDateTime) -> bool {
+        at < self.next_due() + self.interval_delta()
+    }
+
+    fn interval_delta(&self) -> TimeDelta {
+        TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+/// How many calls Open-Meteo counts for one request of `locations` places:
+/// one per location (the free tier's documented rule; our five `current`
+/// variables are far below the count where a location costs more than one).
+pub fn quota_calls(locations: usize) -> u64 {
+    locations as u64
+}
+
+/// The longest `Retry-After` honoured: the quota is daily, so a server that
+/// asks for more than a day is not asking about the quota, and a sensor
+/// silenced for a week by a misconfigured proxy helps nobody.
+pub const MAX_RETRY_AFTER: TimeDelta = TimeDelta::days(1);
+
+/// A reply's `Retry-After` header: a delay in seconds or an HTTP date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Delay(Duration),
+    At(DateTime<Utc>),
+}
+
+impl RetryAfter {
+    /// Parses the header's value: `120`, or an HTTP date in any of the three
+    /// forms HTTP/1.1 requires recipients to accept (RFC 9110, 5.6.7).
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+            // Absurdly many digits saturate rather than fail; capped on use.
+            let seconds = value.parse().unwrap_or(u64::MAX);
+            return Some(Self::Delay(Duration::from_secs(seconds)));
+        }
+        let imf_fixdate = || DateTime::parse_from_rfc2822(value).ok().map(|t| t.to_utc());
+        let obsolete = |format| {
+            NaiveDateTime::parse_from_str(value, format)
+                .ok()
+                .map(|t| t.and_utc())
+        };
+        imf_fixdate()
+            // RFC 850: `Sunday, 06-Nov-94 08:49:37 GMT`.
+            .or_else(|| obsolete("%A, %d-%b-%y %H:%M:%S GMT"))
+            // asctime: `Sun Nov  6 08:49:37 1994`.
+            .or_else(|| obsolete("%a %b %e %H:%M:%S %Y"))
+            .map(Self::At)
+    }
+
+    /// The earliest time to ask again, for a reply received at `received`;
+    /// never before `received`, never more than [`MAX_RETRY_AFTER`] later.
+    pub fn not_before(self, received: DateTime<Utc>) -> DateTime<Utc> {
+        let wanted = match self {
+            Self::Delay(delay) => TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX),
+            Self::At(at) => at - received,
+        };
+        received + wanted.clamp(TimeDelta::zero(), MAX_RETRY_AFTER)
     }
 }
 
@@ -103,9 +169,16 @@ pub enum WeatherError {
     #[error("Open-Meteo refused the request ({status}): {reason}")]
     Rejected { status: u16, reason: String },
     #[error("Open-Meteo rate limit reached: {reason}")]
-    RateLimited { reason: String },
+    RateLimited {
+        reason: String,
+        retry_after: Option<RetryAfter>,
+    },
     #[error("Open-Meteo is unavailable ({status}): {reason}")]
-    Unavailable { status: u16, reason: String },
+    Unavailable {
+        status: u16,
+        reason: String,
+        retry_after: Option<RetryAfter>,
+    },
     #[error("Open-Meteo did not answer within {0:?}")]
     Timeout(Duration),
     #[error("cannot reach Open-Meteo: {0}")]
@@ -127,9 +200,14 @@ impl WeatherError {
         }
     }
 
-    /// Whether trying again soon may succeed. A 400 will not.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Rejected { .. } | Self::RateLimited { .. })
+    /// When the server asked to be left alone until (429 and 5xx replies).
+    pub fn retry_after(&self) -> Option<RetryAfter> {
+        match self {
+            Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
     }
 }
 
@@ -138,13 +216,19 @@ pub struct WeatherClient {
     http: reqwest::Client,
     forecast_url: String,
     timeout: Duration,
+    /// Sent as the `apikey` query parameter (the paid route); never logged.
+    apikey: Option<SecretString>,
 }
 
 impl WeatherClient {
-    /// `base_url` is e.g. `https://api.open-meteo.com`; `timeout` bounds the
-    /// whole exchange, body included, so a reply that trickles in byte by
-    /// byte is cut off too.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, WeatherError> {
+    /// `base_url` is e.g. `https://api.open-meteo.com` (the paid route is its
+    /// customer host with an `apikey`); `timeout` bounds the whole exchange,
+    /// body included, so a reply that trickles in byte by byte is cut off too.
+    pub fn new(
+        base_url: &str,
+        timeout: Duration,
+        apikey: Option<SecretString>,
+    ) -> Result<Self, WeatherError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -155,6 +239,7 @@ impl WeatherClient {
             http,
             forecast_url: format!("{}/v1/forecast", base_url.trim_end_matches('/')),
             timeout,
+            apikey,
         })
     }
 
@@ -175,17 +260,25 @@ impl WeatherClient {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let request = self.http.get(&self.forecast_url).query(&[
+        let mut request = self.http.get(&self.forecast_url).query(&[
             ("latitude", join(|city| city.latitude)),
             ("longitude", join(|city| city.longitude)),
             ("current", CURRENT_VARIABLES.to_owned()),
         ]);
+        if let Some(apikey) = &self.apikey {
+            request = request.query(&[("apikey", apikey.expose_secret())]);
+        }
         let mut response = request
             .send()
             .await
             .map_err(|error| self.transport_error(error))?;
         let status = response.status().as_u16();
         tracing::Span::current().record("status", status);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(RetryAfter::parse);
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -207,15 +300,24 @@ impl WeatherClient {
                     String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
                 });
             return Err(match status {
-                429 => WeatherError::RateLimited { reason },
+                429 => WeatherError::RateLimited {
+                    reason,
+                    retry_after,
+                },
                 400..=499 => WeatherError::Rejected { status, reason },
-                _ => WeatherError::Unavailable { status, reason },
+                _ => WeatherError::Unavailable {
+                    status,
+                    reason,
+                    retry_after,
+                },
             });
         }
         parse_reply(&body, cities.len())
     }
 
     fn transport_error(&self, error: reqwest::Error) -> WeatherError {
+        // The URL carries the apikey: it must not reach a log line.
+        let error = error.without_url();
         if error.is_timeout() {
             WeatherError::Timeout(self.timeout)
         } else if error.is_decode() || error.is_body() {
@@ -412,5 +514,89 @@ mod tests {
         assert_eq!(observation.temperature, None);
         assert_eq!(observation.humidity, Some(72));
         assert_eq!(observation.missing, vec!["temperature_2m"]);
+    }
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_any_http_date() {
+        assert_eq!(
+            RetryAfter::parse(" 3600 "),
+            Some(RetryAfter::Delay(Duration::from_secs(3600)))
+        );
+        let date = Some(RetryAfter::At(utc("1994-11-06T08:49:37Z")));
+        assert_eq!(RetryAfter::parse("Sun, 06 Nov 1994 08:49:37 GMT"), date);
+        assert_eq!(RetryAfter::parse("Sunday, 06-Nov-94 08:49:37 GMT"), date);
+        assert_eq!(RetryAfter::parse("Sun Nov  6 08:49:37 1994"), date);
+        for nonsense in ["", "-5", "1.5", "soon", "Sun, 32 Nov 1994 08:49:37 GMT"] {
+            assert_eq!(RetryAfter::parse(nonsense), None, "{nonsense:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_from_the_reply_and_bounded() {
+        let received = utc("2026-11-23T10:00:00Z");
+        let parse = |value| RetryAfter::parse(value).unwrap().not_before(received);
+        assert_eq!(parse("3600"), utc("2026-11-23T11:00:00Z"));
+        assert_eq!(
+            parse("Mon, 23 Nov 2026 10:30:00 GMT"),
+            utc("2026-11-23T10:30:00Z")
+        );
+        // A date in the past: at once (the backoff still applies).
+        assert_eq!(parse("Mon, 23 Nov 2026 09:00:00 GMT"), received);
+        // More than a day, or more seconds than fit anywhere: a day.
+        assert_eq!(parse("604800"), received + MAX_RETRY_AFTER);
+        assert_eq!(
+            parse("99999999999999999999999999"),
+            received + MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn only_429_and_5xx_replies_carry_a_retry_after() {
+        let after = Some(RetryAfter::Delay(Duration::from_secs(5)));
+        let limited = WeatherError::RateLimited {
+            reason: "slow down".into(),
+            retry_after: after,
+        };
+        let unavailable = WeatherError::Unavailable {
+            status: 503,
+            reason: "overloaded".into(),
+            retry_after: after,
+        };
+        assert_eq!(limited.retry_after(), after);
+        assert_eq!(unavailable.retry_after(), after);
+        assert_eq!(
+            WeatherError::Timeout(Duration::from_secs(1)).retry_after(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_apikey_never_appears_in_an_error() {
+        // Nothing listens on port 1: the request fails with its URL at hand.
+        let client = WeatherClient::new(
+            "http://127.0.0.1:1",
+            Duration::from_secs(2),
+            Some(SecretString::from("k3y-s3cret")),
+        )
+        .unwrap();
+        let error = client.current(&default_cities()[..1]).await.unwrap_err();
+        assert_eq!(error.kind(), "transport", "{error}");
+        assert!(
+            !format!("{error} {error:?}").contains("k3y-s3cret"),
+            "{error:?}"
+        );
+        assert!(!format!("{client:?}").contains("k3y-s3cret"));
+    }
+
+    #[test]
+    fn an_observation_is_current_for_two_of_its_intervals() {
+        let observation = &parse_reply(ONE.as_bytes(), 1).unwrap()[0];
+        let at = |text: &str| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap();
+        assert!(observation.is_current_at(at("2026-11-23 15:29:59")));
+        assert!(!observation.is_current_at(at("2026-11-23 15:30:00")));
     }
 }

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
+use sensor_simulator::pacing::FetchPolicy;
 use telemetry_core::testing::{eventually, TestDatabase};
-use wiremock::matchers::{method, query_param};
+use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
@@ -13,23 +14,26 @@ const PATIENCE: Duration = Duration::from_secs(20);
 async fn stores_one_row_per_city_per_tick_with_observation_time_and_source() {
     let db = TestDatabase::create().await;
     let (body, minute) = current_reply();
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(query_param("latitude", "4.711,6.2442"))
-        .and(query_param("longitude", "-74.0721,-75.5812"))
-        .and(query_param(
-            "current",
-            "temperature_2m,relative_humidity_2m,apparent_temperature,weather_code,wind_speed_10m",
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-        .mount(&api)
-        .await;
+    let api = api_answering(&body).await;
     let sensor = RunningSensor::start(|spool| settings(&db.settings, &api.uri(), spool));
     eventually("three ticks stored", PATIENCE, POLL, || async {
         (row_count(&db.pool).await >= 3 * CITIES as u64).then_some(())
     })
     .await;
     sensor.stop().await;
+
+    // The first request asks for both cities at once, in the documented form.
+    let requests = api.received_requests().await.unwrap();
+    let first = &requests[0];
+    assert_eq!(query(first, "latitude").unwrap(), "4.711,6.2442");
+    assert_eq!(query(first, "longitude").unwrap(), "-74.0721,-75.5812");
+    for request in &requests {
+        assert_eq!(
+            query(request, "current").unwrap(),
+            "temperature_2m,relative_humidity_2m,apparent_temperature,weather_code,wind_speed_10m"
+        );
+        assert_eq!(query(request, "apikey"), None, "no key configured");
+    }
 
     let mut conn = db.pool.get_conn().await.unwrap();
     type Row = (String, Option<f64>, Option<u8>, String, String);
@@ -65,12 +69,16 @@ async fn stores_one_row_per_city_per_tick_with_observation_time_and_source() {
 }
 
 #[tokio::test]
-async fn a_current_observation_is_fetched_once_and_reused_until_due() {
+async fn on_new_observation_fetches_a_current_observation_once_and_reuses_it_until_due() {
     let db = TestDatabase::create().await;
     // An observation from this minute, current for 15 minutes.
     let (body, _) = current_reply();
     let api = api_answering(&body).await;
-    let sensor = RunningSensor::start(|spool| settings(&db.settings, &api.uri(), spool));
+    let sensor = RunningSensor::start(|spool| {
+        let mut settings = settings(&db.settings, &api.uri(), spool);
+        settings.sensor.fetch_policy = FetchPolicy::OnNewObservation;
+        settings
+    });
     eventually("four ticks stored", PATIENCE, POLL, || async {
         (row_count(&db.pool).await >= 4 * CITIES as u64).then_some(())
     })
