@@ -9,12 +9,16 @@
 //! `STUB_MODE` says otherwise at start, and can be switched while running
 //! with `PUT /control/mode/NAME` (`GET /control/mode` reads it).
 //!
+//! It counts what it was asked, the way Open-Meteo counts calls (one per
+//! location): `GET /control/calls` answers `requests N` and `locations N`.
+//!
 //! `open-meteo-stub [PORT]` (default 8080) serves. `GET /healthz` answers 200,
 //! and `open-meteo-stub healthcheck [PORT]` probes it (for a container
 //! healthcheck); `open-meteo-stub mode NAME [PORT]` switches the mode of the
-//! running stub (for `docker exec`: the image has no shell or curl).
+//! running stub and `open-meteo-stub calls [PORT]` prints the counts (for
+//! `docker exec`: the image has no shell or curl).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -33,8 +37,13 @@ const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// minutes, far beyond any client timeout.
 const TRICKLE_PAUSE: Duration = Duration::from_millis(100);
 
+/// The `Retry-After` of a `rate-limited` reply: an hour, so a client that
+/// honours it is silent for the rest of any test.
+const RATE_LIMITED_RETRY_AFTER_SECS: u64 = 3600;
+
 /// How `/v1/forecast` answers. Every hostile mode keeps the HTTP status 200
-/// and the JSON content type: the client has to judge the body itself.
+/// and the JSON content type: the client has to judge the body itself; the
+/// two failing modes answer as Open-Meteo does when it refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Mode {
@@ -55,10 +64,14 @@ enum Mode {
     HugeBody,
     /// A normal reply sent one byte at a time, a byte every 100 ms.
     Trickle,
+    /// 429, over the rate limit, with `Retry-After: 3600`.
+    RateLimited,
+    /// 503, overloaded, without `Retry-After`: the client backs off alone.
+    Unavailable,
 }
 
 impl Mode {
-    const ALL: [Mode; 7] = [
+    const ALL: [Mode; 9] = [
         Mode::Normal,
         Mode::WrongTypes,
         Mode::Nan,
@@ -66,6 +79,8 @@ impl Mode {
         Mode::Partial,
         Mode::HugeBody,
         Mode::Trickle,
+        Mode::RateLimited,
+        Mode::Unavailable,
     ];
 
     fn name(self) -> &'static str {
@@ -77,6 +92,8 @@ impl Mode {
             Mode::Partial => "partial",
             Mode::HugeBody => "huge-body",
             Mode::Trickle => "trickle",
+            Mode::RateLimited => "rate-limited",
+            Mode::Unavailable => "unavailable",
         }
     }
 
@@ -91,6 +108,10 @@ impl Mode {
 
 /// The current mode, shared by the server's worker and the control route.
 static MODE: AtomicU8 = AtomicU8::new(Mode::Normal as u8);
+
+/// Requests to `/v1/forecast`, and the locations they asked for.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static LOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn mode() -> Mode {
     let value = MODE.load(Ordering::Relaxed);
@@ -128,9 +149,12 @@ const NAN_MARKER: &str = "__stub_nan__";
 const INFINITY_MARKER: &str = "__stub_infinity__";
 const NEG_INFINITY_MARKER: &str = "__stub_neg_infinity__";
 
-/// The value of one variable in the given mode.
+/// The value of one variable in the given mode (one that answers 200).
 fn value(mode: Mode, variable: &str, temperature: f64, humidity: f64) -> Value {
     match (mode, variable) {
+        (Mode::RateLimited | Mode::Unavailable, _) => {
+            unreachable!("{mode:?} refuses before any value is made")
+        }
         (Mode::Normal | Mode::HugeBody | Mode::Trickle, "temperature_2m") => json!(temperature),
         (Mode::Normal | Mode::HugeBody | Mode::Trickle | Mode::Partial, "relative_humidity_2m") => {
             json!(humidity)
@@ -166,6 +190,7 @@ fn value(mode: Mode, variable: &str, temperature: f64, humidity: f64) -> Value {
 }
 
 async fn forecast(query: web::Query<Query>) -> HttpResponse {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
     let (latitudes, longitudes) = match (
         parse_list("latitude", &query.latitude),
         parse_list("longitude", &query.longitude),
@@ -197,7 +222,23 @@ async fn forecast(query: web::Query<Query>) -> HttpResponse {
             "Cannot initialize WeatherVariable from invalid String value {unknown} for key current"
         ));
     }
+    LOCATIONS.fetch_add(latitudes.len() as u64, Ordering::Relaxed);
     let mode = mode();
+    match mode {
+        Mode::RateLimited => {
+            return HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", RATE_LIMITED_RETRY_AFTER_SECS.to_string()))
+                .json(json!({
+                    "error": true,
+                    "reason": "Minutely API request limit exceeded. Please try again in one minute."
+                }))
+        }
+        Mode::Unavailable => {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({ "error": true, "reason": "Service overloaded" }))
+        }
+        _ => {}
+    }
     let observed = Utc::now()
         .duration_trunc(TimeDelta::seconds(INTERVAL_SECS))
         .expect("truncation in range");
@@ -306,6 +347,14 @@ async fn get_mode() -> HttpResponse {
     HttpResponse::Ok().body(format!("mode {}\n", mode().name()))
 }
 
+async fn get_calls() -> HttpResponse {
+    HttpResponse::Ok().body(format!(
+        "requests {}\nlocations {}\n",
+        REQUESTS.load(Ordering::Relaxed),
+        LOCATIONS.load(Ordering::Relaxed)
+    ))
+}
+
 /// One plain HTTP/1.0 request to the stub on this host; the reply if 200.
 fn local_request(port: u16, request_line: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
@@ -338,6 +387,12 @@ fn main() -> std::io::Result<()> {
             print!("{}", reply.split("\r\n\r\n").nth(1).unwrap_or_default());
             return Ok(());
         }
+        Some("calls") => {
+            let port = port_arg(1).map_err(std::io::Error::other)?;
+            let reply = local_request(port, "GET /control/calls")?;
+            print!("{}", reply.split("\r\n\r\n").nth(1).unwrap_or_default());
+            return Ok(());
+        }
         _ => {}
     }
     if let Ok(name) = std::env::var("STUB_MODE") {
@@ -357,6 +412,7 @@ fn main() -> std::io::Result<()> {
                 .route("/v1/forecast", web::get().to(forecast))
                 .route("/healthz", web::get().to(HttpResponse::Ok))
                 .route("/control/mode", web::get().to(get_mode))
+                .route("/control/calls", web::get().to(get_calls))
                 .route("/control/mode/{name}", web::put().to(set_mode))
         })
         .workers(1)
