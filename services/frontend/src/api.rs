@@ -13,6 +13,7 @@ use telemetry_core::Reading;
 
 use crate::params::{check_range, ParamError, Params};
 use crate::store::{Cursor, Database, Order, ReadingFilter, StoreError};
+use crate::view::Freshness;
 use crate::AppState;
 
 /// Rows fetched per query while streaming a CSV export.
@@ -140,14 +141,12 @@ pub async fn cities(
         .latest
         .iter()
         .map(|(city, reading)| {
-            let age = reading
-                .as_ref()
-                .map(|reading| (now - reading.reading.fecha_registro).num_seconds().max(0));
+            let Freshness { age_secs, stale } = Freshness::of(reading.as_ref(), now, stale_after);
             json!({
                 "ciudad": city,
                 "latest": reading,
-                "age_seconds": age,
-                "stale": age.is_none_or(|age| age as u64 > stale_after),
+                "age_seconds": age_secs,
+                "stale": stale,
             })
         })
         .collect();

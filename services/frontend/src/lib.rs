@@ -13,6 +13,7 @@ pub mod render;
 pub mod routes;
 pub mod settings;
 pub mod store;
+pub mod view;
 
 use std::future::Future;
 use std::net::TcpListener;

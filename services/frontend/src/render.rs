@@ -10,50 +10,7 @@ use telemetry_core::{Reading, Source};
 
 use crate::assets;
 use crate::live_weather::LiveReport;
-use crate::panel::PanelView;
-use crate::settings::PanelSettings;
-use crate::store::PanelData;
-
-/// Everything a render needs; cheap to build per request.
-pub struct PageContext<'a> {
-    pub settings: &'a PanelSettings,
-    /// Time of the render (UTC), against which ages are measured.
-    pub now: NaiveDateTime,
-    pub view: &'a PanelView,
-    pub weather: Option<&'a LiveReport>,
-    /// The city whose live weather is shown.
-    pub selected: &'a str,
-}
-
-/// The parts of the panel that change only with the data: drawn once per
-/// read by the panel reader, then copied into every page. The rest (ages,
-/// the outage banner, live weather, the selected city) is drawn per request.
-#[derive(Debug, Default)]
-pub struct DrawnData {
-    /// The chart figures, one per city.
-    pub charts: String,
-    /// The latest-readings table.
-    pub recent: String,
-}
-
-/// Draws `data`'s charts and table. `svgs` are the charts, per city in
-/// configuration order (drawing them is CPU work kept out of this module,
-/// so partials stay pure).
-pub fn draw_data(
-    data: &PanelData,
-    svgs: &[(String, Option<String>)],
-    settings: &PanelSettings,
-) -> DrawnData {
-    DrawnData {
-        charts: html! {
-            @for (city, svg) in svgs {
-                (chart_figure(city, svg.as_deref()))
-            }
-        }
-        .into_string(),
-        recent: recent_table(&data.recent, settings.zone(), &settings.node_name).into_string(),
-    }
-}
+use crate::view::{Freshness, PageContext, PanelView};
 
 /// The one layout every HTML page uses.
 pub fn layout(
@@ -153,14 +110,18 @@ pub fn panel(ctx: &PageContext) -> Markup {
                         span.key.key-hum { "humidity (%, right)" }
                     }
                 }
-                div.charts { (PreEscaped(&view.drawn.charts)) }
+                div.charts {
+                    @for (city, svg) in &view.charts.by_city {
+                        (chart_figure(city, svg.as_deref()))
+                    }
+                }
             }
             section.section aria-labelledby="recent-title" {
                 div.section-head {
                     h2 #recent-title { "Latest " (data.recent.len()) " readings" }
                     @if view.is_last_known() { span.tag.tag-warn { "last known data" } }
                 }
-                (PreEscaped(&view.drawn.recent))
+                (recent_table(&data.recent, zone, &ctx.settings.node_name))
             }
         }
         p.muted.zone-note {
@@ -202,12 +163,8 @@ pub fn banner(view: &PanelView, zone: Tz) -> Markup {
 
 pub fn city_card(city: &str, reading: Option<&Reading>, ctx: &PageContext) -> Markup {
     let zone = ctx.settings.zone();
-    let age = reading.map(|reading| {
-        (ctx.now - reading.reading.fecha_registro)
-            .num_seconds()
-            .max(0)
-    });
-    let stale = age.is_none_or(|age| age as u64 > ctx.settings.stale_after_secs);
+    let Freshness { age_secs, stale } =
+        Freshness::of(reading, ctx.now, ctx.settings.stale_after_secs);
     html! {
         article.card.city-card.stale[stale] {
             h3.card-title { (city) }
@@ -219,7 +176,7 @@ pub fn city_card(city: &str, reading: Option<&Reading>, ctx: &PageContext) -> Ma
                     }
                     p.age {
                         time datetime=(iso_utc(reading.reading.fecha_registro)) title=(local_date_time(reading.reading.fecha_registro, zone)) {
-                            (age_text(age.unwrap_or_default()))
+                            (age_text(age_secs.unwrap_or_default()))
                         }
                         @if stale { " " span.tag.tag-warn { "stale" } }
                     }
@@ -426,7 +383,10 @@ mod tests {
     use telemetry_core::weather::City;
     use telemetry_core::NewReading;
 
+    use crate::live_weather::LiveReport;
+    use crate::settings::PanelSettings;
     use crate::store::{ChartPoint, PanelData};
+    use crate::view::DrawnCharts;
 
     const HOSTILE: &str = "<script>alert(1)</script>";
 
@@ -486,25 +446,13 @@ mod tests {
         outage_since: Option<NaiveDateTime>,
         settings: &PanelSettings,
     ) -> PanelView {
-        let drawn = data
+        let charts = data
             .as_ref()
-            .map(|data| {
-                let svgs: Vec<(String, Option<String>)> = data
-                    .charts
-                    .iter()
-                    .map(|(city, points)| {
-                        (
-                            city.clone(),
-                            crate::chart::render(points, now(), settings.zone()),
-                        )
-                    })
-                    .collect();
-                draw_data(data, &svgs, settings)
-            })
+            .map(|data| DrawnCharts::draw(data, settings.zone()))
             .unwrap_or_default();
         PanelView {
             data: data.map(Arc::new),
-            drawn: Arc::new(drawn),
+            charts: Arc::new(charts),
             outage_since,
             failed: false,
         }

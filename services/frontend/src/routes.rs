@@ -7,7 +7,8 @@ use serde_json::json;
 use telemetry_core::metrics::CONTENT_TYPE;
 use telemetry_core::time::now_utc;
 
-use crate::render::{self, PageContext};
+use crate::render;
+use crate::view::PageContext;
 use crate::AppState;
 
 /// `GET /`: the whole page. `?city=` picks the live weather shown.
