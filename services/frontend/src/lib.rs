@@ -5,6 +5,7 @@
 pub mod api;
 pub mod assets;
 pub mod chart;
+pub mod errors;
 pub mod live_weather;
 pub mod metrics;
 pub mod panel;
@@ -155,8 +156,8 @@ impl Application {
                 .service(get("/healthz", routes::healthz))
                 .service(get("/readyz", routes::readyz))
                 .service(get("/metrics", routes::metrics))
-                .service(get("/static/{name}", assets::serve))
-                .default_service(web::to(routes::not_found))
+                .service(get("/static/{name}", routes::asset))
+                .default_service(web::to(errors::not_found))
         })
         // Signals are ours (shutdown_signal in main), not actix's.
         .disable_signals()
