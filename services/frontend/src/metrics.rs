@@ -11,7 +11,7 @@ use telemetry_core::metrics::Exposition;
 pub struct Metrics {
     /// By route pattern (`/api/readings`), never by raw path: a scanner
     /// walking random URLs must not grow this map.
-    requests: Mutex<BTreeMap<&'static str, u64>>,
+    requests: Mutex<BTreeMap<String, u64>>,
     responses: Mutex<BTreeMap<u16, u64>>,
     db_errors: Mutex<BTreeMap<&'static str, u64>>,
     database_up: AtomicBool,
@@ -25,7 +25,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, route: &'static str, status: u16) {
+    pub fn request(&self, route: String, status: u16) {
         *self
             .requests
             .lock()
@@ -102,7 +102,9 @@ impl Metrics {
             "frontend_http_requests_total",
             "HTTP requests by route.",
             "route",
-            requests.iter().map(|(route, count)| (*route, *count)),
+            requests
+                .iter()
+                .map(|(route, count)| (route.as_str(), *count)),
         )
         .labelled_counter(
             "frontend_http_responses_total",
