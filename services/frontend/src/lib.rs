@@ -10,6 +10,7 @@ pub mod live_weather;
 pub mod metrics;
 pub mod panel;
 pub mod params;
+pub mod query;
 pub mod render;
 pub mod routes;
 pub mod settings;

@@ -10,6 +10,8 @@ use telemetry_core::time::now_utc;
 
 use crate::assets;
 use crate::errors::{html, PageError};
+use crate::params::PageParams;
+use crate::query;
 use crate::render;
 use crate::view::PageContext;
 use crate::AppState;
@@ -51,13 +53,8 @@ async fn render_panel(
 
 /// The page ignores parameters it does not know (tracking tags and the like);
 /// a city it does not know is an error, not a silent switch to another.
-fn selected_city(query: &str, state: &AppState) -> Result<String, PageError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let requested = pairs
-        .into_iter()
-        .find(|(name, _)| name == "city")
-        .map(|(_, value)| value);
-    match requested.filter(|city| !city.is_empty()) {
+fn selected_city(query_string: &str, state: &AppState) -> Result<String, PageError> {
+    match query::lenient::<PageParams>(query_string).city {
         None => Ok(state.city_names[0].clone()),
         Some(city) if state.city_names.contains(&city) => Ok(city),
         Some(_) => Err(PageError::UnknownCity {
