@@ -32,11 +32,11 @@ const RETRY_AFTER_SECS: &str = "15";
 pub enum ApiError {
     #[error(transparent)]
     InvalidParameter(#[from] ParamError),
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable")]
     DatabaseUnavailable(#[source] StoreError),
     #[error("live weather unavailable ({0})")]
     WeatherUnavailable(&'static str),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] StoreError),
 }
 
@@ -362,6 +362,14 @@ mod tests {
         assert_eq!(json["error"], "invalid parameter");
         assert_eq!(json["parameter"], "since");
         assert_eq!(json["detail"], "not a date-time");
+    }
+
+    #[test]
+    fn a_database_error_prints_its_cause_once() {
+        let error = ApiError::from(StoreError::ReadFailed);
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert_eq!(source, StoreError::ReadFailed.to_string());
+        assert!(!error.to_string().contains(&source), "{error}");
     }
 
     #[test]
