@@ -1,4 +1,5 @@
-//! The page, its refreshable fragment, and the operational endpoints.
+//! The page, its refreshable fragment, the embedded assets, and the
+//! operational endpoints.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -7,16 +8,27 @@ use serde_json::json;
 use telemetry_core::metrics::CONTENT_TYPE;
 use telemetry_core::time::now_utc;
 
-use crate::render::{self, PageContext};
-use crate::AppState;
+use crate::assets;
+use crate::errors::{html, PageError};
+use crate::params::PageParams;
+use crate::query;
+use crate::render;
+use crate::state::AppState;
+use crate::view::PageContext;
 
 /// `GET /`: the whole page. `?city=` picks the live weather shown.
-pub async fn page(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn page(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     render_panel(&request, &state, render::page).await
 }
 
 /// `GET /fragment/panel`: the refreshable part of the page, for panel.js.
-pub async fn fragment(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn fragment(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     render_panel(&request, &state, render::panel).await
 }
 
@@ -24,18 +36,10 @@ async fn render_panel(
     request: &HttpRequest,
     state: &AppState,
     view: fn(&PageContext) -> Markup,
-) -> HttpResponse {
-    let selected = match selected_city(request.query_string(), state) {
-        Ok(city) => city,
-        Err(message) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                render::error_page("Unknown city", &message),
-            )
-        }
-    };
+) -> Result<HttpResponse, PageError> {
+    let selected = selected_city(request.query_string(), state)?;
     // The page's data is the background reader's last snapshot, its charts
-    // and table already drawn: only the live weather may have to be fetched.
+    // already drawn: only the live weather may have to be fetched.
     let (panel, weather) = tokio::join!(state.panel.current(), state.weather.report(&selected));
     let ctx = PageContext {
         settings: &state.settings,
@@ -44,30 +48,34 @@ async fn render_panel(
         weather: weather.as_ref(),
         selected: &selected,
     };
-    html(StatusCode::OK, view(&ctx))
+    Ok(html(StatusCode::OK, view(&ctx)))
 }
 
 /// The page ignores parameters it does not know (tracking tags and the like);
 /// a city it does not know is an error, not a silent switch to another.
-fn selected_city(query: &str, state: &AppState) -> Result<String, String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let requested = pairs
-        .into_iter()
-        .find(|(name, _)| name == "city")
-        .map(|(_, value)| value);
-    match requested.filter(|city| !city.is_empty()) {
+fn selected_city(query_string: &str, state: &AppState) -> Result<String, PageError> {
+    match query::lenient::<PageParams>(query_string).city {
         None => Ok(state.city_names[0].clone()),
         Some(city) if state.city_names.contains(&city) => Ok(city),
-        Some(_) => Err(format!("This panel shows {}.", state.city_names.join(", "))),
+        Some(_) => Err(PageError::UnknownCity {
+            shown: state.city_names.clone(),
+        }),
     }
 }
 
-fn html(status: StatusCode, markup: Markup) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        // Live data: a cached copy would show old readings as current.
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(markup.into_string())
+/// `GET /static/{name}`: CSS, JavaScript and icon, from the binary.
+pub async fn asset(
+    request: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let asset = assets::find(&name).ok_or(PageError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type(asset.content_type)
+        .insert_header((
+            header::CACHE_CONTROL,
+            assets::cache_control(request.query_string()),
+        ))
+        .body(asset.body))
 }
 
 /// Liveness: the process serves requests. The database is `/readyz`'s concern.
@@ -91,16 +99,4 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
         .body(state.metrics.render())
-}
-
-/// Anything unrouted: JSON under `/api/`, a page elsewhere.
-pub async fn not_found(request: HttpRequest) -> HttpResponse {
-    if request.path().starts_with("/api/") {
-        HttpResponse::NotFound().json(json!({"error": "not found"}))
-    } else {
-        html(
-            StatusCode::NOT_FOUND,
-            render::error_page("Not found", "There is nothing at this address."),
-        )
-    }
 }

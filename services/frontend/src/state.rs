@@ -1,0 +1,18 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use crate::live_weather::LiveWeather;
+use crate::metrics::Metrics;
+use crate::panel::PanelSource;
+use crate::settings::PanelSettings;
+use crate::store::Database;
+
+pub struct AppState {
+    pub settings: PanelSettings,
+    pub city_names: Arc<[String]>,
+    pub database: Database,
+    pub panel: PanelSource,
+    pub weather: LiveWeather,
+    pub metrics: Arc<Metrics>,
+}
