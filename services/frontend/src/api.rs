@@ -97,15 +97,22 @@ pub async fn readings(
         limit,
         before_id,
     } = query::strict::<ReadingsParams>(request.query_string())?.try_into()?;
-    let cursor = match before_id {
-        Some(id) => Some(state.database.cursor_after(id).await?),
-        None => None,
+    // One row more than asked tells whether there is a next page. Recent
+    // pages come from the panel's last read, older ones from the database.
+    let count = limit as usize + 1;
+    let mut rows = match state.panel.listing(&filter, before_id, count).await? {
+        Some(rows) => rows,
+        None => {
+            let cursor = match before_id {
+                Some(id) => Some(state.database.cursor_after(id).await?),
+                None => None,
+            };
+            state
+                .database
+                .readings(filter, Order::NewestFirst, cursor, limit + 1)
+                .await?
+        }
     };
-    // One row more than asked tells whether there is a next page.
-    let mut rows = state
-        .database
-        .readings(filter, Order::NewestFirst, cursor, limit + 1)
-        .await?;
     let next_before_id = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|reading| reading.id)

@@ -8,6 +8,7 @@ pub mod chart;
 pub mod errors;
 pub mod live_weather;
 pub mod metrics;
+pub mod page_cache;
 pub mod panel;
 pub mod params;
 pub mod query;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{self, DefaultHeaders, Next};
+use actix_web::middleware::{self, Compress, DefaultHeaders, Next};
 use actix_web::{web, App, FromRequest, Handler, HttpServer, Resource, Responder};
 use mysql_async::Pool;
 use telemetry_core::service::{Listener, StartupError, DRAIN_DEADLINE};
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::live_weather::LiveWeather;
 use crate::metrics::Metrics;
+use crate::page_cache::PageCache;
 use crate::panel::panel_source;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -84,6 +86,7 @@ impl Application {
                 metrics.clone(),
             ),
             panel,
+            pages: PageCache::new(&city_names, panel_settings.data_refresh()),
             settings: panel_settings,
             city_names,
             database,
@@ -94,18 +97,19 @@ impl Application {
                 App::new()
                     .app_data(state.clone())
                     .wrap(middleware::from_fn(count_requests))
-                    .wrap(middleware::Compress::default())
                     .wrap(security_headers())
+                    // The pages come compressed from the page cache; the
+                    // rest is compressed per response.
                     .service(get("/", routes::page))
                     .service(get("/fragment/panel", routes::fragment))
-                    .service(get("/api/readings", api::readings))
-                    .service(get("/api/readings.csv", api::readings_csv))
-                    .service(get("/api/cities", api::cities))
-                    .service(get("/api/weather", api::weather))
+                    .service(get("/api/readings", api::readings).wrap(Compress::default()))
+                    .service(get("/api/readings.csv", api::readings_csv).wrap(Compress::default()))
+                    .service(get("/api/cities", api::cities).wrap(Compress::default()))
+                    .service(get("/api/weather", api::weather).wrap(Compress::default()))
                     .service(get("/healthz", routes::healthz))
                     .service(get("/readyz", routes::readyz))
-                    .service(get("/metrics", routes::metrics))
-                    .service(get("/static/{name}", routes::asset))
+                    .service(get("/metrics", routes::metrics).wrap(Compress::default()))
+                    .service(get("/static/{name}", routes::asset).wrap(Compress::default()))
                     .default_service(web::to(errors::not_found))
             })
             // Signals are the service shell's, not actix's; in-flight requests

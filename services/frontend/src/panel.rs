@@ -13,12 +13,16 @@ use tokio::time::MissedTickBehavior;
 
 use crate::metrics::Metrics;
 use crate::settings::PanelSettings;
-use crate::store::{Database, PanelData, StoreError};
+use telemetry_core::Reading;
+
+use crate::store::{Database, PanelData, ReadingFilter, StoreError};
 use crate::view::{DrawnCharts, PanelView};
 
 /// What the reader publishes after each attempt.
 #[derive(Debug)]
 struct Snapshot {
+    /// 1 for the first attempt, then one more per attempt.
+    read: u64,
     data: Option<Arc<PanelData>>,
     charts: Arc<DrawnCharts>,
     failed: bool,
@@ -47,12 +51,14 @@ impl PanelSource {
         let outage_since = self.database.outage_since();
         match snapshot {
             Some(snapshot) => PanelView {
+                read: snapshot.read,
                 data: snapshot.data.clone(),
                 charts: snapshot.charts.clone(),
                 outage_since,
                 failed: snapshot.failed,
             },
             None => PanelView {
+                read: 0,
                 data: None,
                 charts: Arc::default(),
                 outage_since,
@@ -72,6 +78,30 @@ impl PanelSource {
             return Err(StoreError::ReadFailed);
         }
         view.data.ok_or(StoreError::NotReadYet)
+    }
+
+    /// The first `count` readings of the listing `filter` selects, newest
+    /// first, after the reading `after_id`: from the last read when it holds
+    /// the whole answer (`Ok(None)` when it does not, or may not: the caller
+    /// asks the database). During an outage, the error a query would give.
+    pub async fn listing(
+        &self,
+        filter: &ReadingFilter,
+        after_id: Option<u64>,
+        count: usize,
+    ) -> Result<Option<Vec<Reading>>, StoreError> {
+        let view = self.current().await;
+        if let Some(since) = view.outage_since {
+            return Err(StoreError::Unreachable(since));
+        }
+        if view.failed {
+            return Ok(None);
+        }
+        Ok(view
+            .data
+            .as_ref()
+            .and_then(|data| data.window_for(filter))
+            .and_then(|window| window.page(filter, after_id, count)))
     }
 
     /// Only at start: waits for the reader's first attempt, so the first
@@ -151,6 +181,7 @@ impl PanelReader {
         let started = Instant::now();
         let result = self.database.panel_data(self.cities.clone()).await;
         let previous = self.publish.borrow().clone();
+        let read = previous.as_ref().map_or(1, |last| last.read + 1);
         let snapshot = match result {
             Ok(data) => {
                 // Drawn once per read, not per request: this is most of the
@@ -158,6 +189,7 @@ impl PanelReader {
                 let charts = DrawnCharts::draw(&data, self.settings.zone());
                 self.metrics.panel_read(started_at, started.elapsed());
                 Snapshot {
+                    read,
                     data: Some(Arc::new(data)),
                     charts: Arc::new(charts),
                     failed: false,
@@ -165,6 +197,7 @@ impl PanelReader {
             }
             // Store has logged and counted the error; keep the last good data.
             Err(error) => Snapshot {
+                read,
                 data: previous.as_ref().and_then(|last| last.data.clone()),
                 charts: previous
                     .as_ref()

@@ -1,15 +1,15 @@
 //! The page, its refreshable fragment, the embedded assets, and the
 //! operational endpoints.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use maud::Markup;
 use serde_json::json;
 use telemetry_core::metrics::CONTENT_TYPE;
 use telemetry_core::time::now_utc;
 
 use crate::assets;
-use crate::errors::{html, PageError};
+use crate::errors::PageError;
+use crate::page_cache::{matches_etag, Encoding, PageKind, Version};
 use crate::params::PageParams;
 use crate::query;
 use crate::render;
@@ -21,7 +21,7 @@ pub async fn page(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    render_panel(&request, &state, render::page).await
+    serve_page(&request, &state, PageKind::Page).await
 }
 
 /// `GET /fragment/panel`: the refreshable part of the page, for panel.js.
@@ -29,26 +29,70 @@ pub async fn fragment(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    render_panel(&request, &state, render::panel).await
+    serve_page(&request, &state, PageKind::Fragment).await
 }
 
-async fn render_panel(
+/// Serves a page from the page cache, in the best coding the client takes,
+/// or 304 when the client holds this very version.
+async fn serve_page(
     request: &HttpRequest,
     state: &AppState,
-    view: fn(&PageContext) -> Markup,
+    kind: PageKind,
 ) -> Result<HttpResponse, PageError> {
     let selected = selected_city(request.query_string(), state)?;
     // The page's data is the background reader's last snapshot, its charts
     // already drawn: only the live weather may have to be fetched.
     let (panel, weather) = tokio::join!(state.panel.current(), state.weather.report(&selected));
-    let ctx = PageContext {
-        settings: &state.settings,
-        now: now_utc(),
-        view: &panel,
-        weather: weather.as_ref(),
-        selected: &selected,
+    let version = Version {
+        read: panel.read,
+        outage_since: panel.outage_since,
+        failed: panel.failed,
+        weather: weather
+            .as_ref()
+            .map(|report| (report.fetched_at, report.outdated, report.error)),
     };
-    Ok(html(StatusCode::OK, view(&ctx)))
+    let render = || {
+        let ctx = PageContext {
+            settings: &state.settings,
+            now: now_utc(),
+            view: &panel,
+            weather: weather.as_ref(),
+            selected: &selected,
+        };
+        match kind {
+            PageKind::Page => render::page(&ctx),
+            PageKind::Fragment => render::panel(&ctx),
+        }
+        .into_string()
+    };
+    let rendered = state
+        .pages
+        .get(&selected, kind, version, render)
+        .await
+        .ok_or(PageError::NotFound)?;
+    let encoding = Encoding::negotiate(request.headers());
+    let etag = rendered.etag(encoding);
+    let not_modified = matches_etag(request.headers(), &etag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::VARY, "Accept-Encoding"))
+        // Stored, but checked again before each use: a copy is never shown
+        // as current without the server saying it still is.
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if not_modified {
+        return Ok(response.finish());
+    }
+    if let Some(coding) = encoding.header_value() {
+        response.insert_header((header::CONTENT_ENCODING, coding));
+    }
+    Ok(response
+        .content_type("text/html; charset=utf-8")
+        .body(rendered.body(encoding)))
 }
 
 /// The page ignores parameters it does not know (tracking tags and the like);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::live_weather::LiveWeather;
 use crate::metrics::Metrics;
+use crate::page_cache::PageCache;
 use crate::panel::PanelSource;
 use crate::settings::PanelSettings;
 use crate::store::Database;
@@ -13,6 +14,7 @@ pub struct AppState {
     pub city_names: Arc<[String]>,
     pub database: Database,
     pub panel: PanelSource,
+    pub pages: PageCache,
     pub weather: LiveWeather,
     pub metrics: Arc<Metrics>,
 }

@@ -27,6 +27,8 @@ pub struct PageContext<'a> {
 /// The page's data as a request finds it.
 #[derive(Debug, Clone)]
 pub struct PanelView {
+    /// Which background read this is (1, 2, …); 0 before the first.
+    pub read: u64,
     /// The latest good read, fresh or (during an outage) last known; `None`
     /// when the database has not answered once since start.
     pub data: Option<Arc<PanelData>>,

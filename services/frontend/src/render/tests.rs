@@ -9,7 +9,7 @@ use telemetry_core::{NewReading, Reading, Source};
 use super::page;
 use crate::live_weather::LiveReport;
 use crate::settings::PanelSettings;
-use crate::store::{ChartPoint, PanelData};
+use crate::store::{ChartPoint, PanelData, Window};
 use crate::view::{DrawnCharts, PageContext, PanelView};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
@@ -61,6 +61,8 @@ fn data() -> PanelData {
         ],
         charts: vec![(HOSTILE.into(), points.clone()), ("Cali".into(), points)],
         recent: vec![reading(2, HOSTILE, 30), reading(1, "Cali", 600)],
+        window: Window::default(),
+        city_windows: Vec::new(),
     }
 }
 
@@ -75,6 +77,7 @@ fn view_of(
         .map(|data| DrawnCharts::draw(data, settings.zone()))
         .unwrap_or_default();
     PanelView {
+        read: 1,
         data: data.map(Arc::new),
         charts: Arc::new(charts),
         outage_since,
@@ -145,6 +148,7 @@ fn stale_readings_are_flagged() {
 #[test]
 fn outage_shows_banner_and_marks_last_known_data() {
     let view = PanelView {
+        read: 1,
         outage_since: Some(now() - TimeDelta::minutes(1)),
         ..live_view()
     };
