@@ -99,28 +99,35 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        tokio::pin!(shutdown);
-        let directory = &self.settings.backup.directory;
-        if wait_until_writable(directory, &self.metrics, shutdown.as_mut()).await {
-            remove_leftovers(directory);
-            let mut ticks = tokio::time::interval(self.settings.backup.interval());
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = async {
-                        ticks.tick().await;
-                        snapshot_once(&self.settings, &self.pool, &self.metrics).await.ok();
-                    } => {}
+        let Self {
+            server,
+            settings,
+            pool,
+            metrics,
+            ..
+        } = self;
+        let snapshots = async {
+            tokio::pin!(shutdown);
+            let directory = &settings.backup.directory;
+            if wait_until_writable(directory, &metrics, shutdown.as_mut()).await {
+                remove_leftovers(directory);
+                let mut ticks = tokio::time::interval(settings.backup.interval());
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = async {
+                            ticks.tick().await;
+                            snapshot_once(&settings, &pool, &metrics).await.ok();
+                        } => {}
+                    }
                 }
             }
-        }
-        tracing::info!(message = "backup worker stopped");
-        handle.stop(true).await;
-        self.pool.disconnect().await.ok();
-        server.await.map_err(std::io::Error::other)?
+            tracing::info!(message = "backup worker stopped");
+        };
+        let served = telemetry_core::ops::serve_while(server, snapshots).await;
+        pool.disconnect().await.ok();
+        served
     }
 }
 

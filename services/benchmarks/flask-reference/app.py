@@ -3,7 +3,9 @@ per request + the seed's query), for services/benchmarks/run.sh panel to load
 next to our frontend. Not part of the product.
 
 Run: PORT=... DB_HOST=... DB_PORT=... DB_USER=... DB_PASSWORD=... DB_NAME=...
-     services/benchmarks/.venv/bin/python services/benchmarks/flask-reference/app.py
+     [DB_SSL_CA=ca.pem] services/benchmarks/.venv/bin/python services/benchmarks/flask-reference/app.py
+or under gunicorn (services/benchmarks/stack-panel.sh): gunicorn -w4 app:app.
+DB_SSL_CA: verify the server against this CA, as the stack's accounts require.
 """
 
 import os
@@ -49,6 +51,7 @@ def connect():
         database=os.environ["DB_NAME"],
         charset="utf8mb4",
         cursorclass=pymysql.cursors.DictCursor,
+        ssl={"ca": os.environ["DB_SSL_CA"]} if os.environ.get("DB_SSL_CA") else None,
     )
 
 

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{NaiveDateTime, TimeDelta};
 use frontend::store::{
-    latest_of_query, readings_statement, recent_query, Cursor, Order, ReadingFilter,
-    CHART_BUCKET_SECS, CHART_HOURS, CHART_QUERY, CURSOR_QUERY, RECENT_ROWS,
+    readings_statement, recent_query, Cursor, Order, ReadingFilter, CHART_BUCKET_SECS, CHART_HOURS,
+    CHART_QUERY, CURSOR_QUERY, RECENT_ROWS, WINDOW_ROWS,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
@@ -350,12 +350,14 @@ fn frontend_queries(now: NaiveDateTime, some_id: u64) -> Vec<Query> {
         ..ReadingFilter::default()
     };
     vec![
-        Query {
-            name: "latest of a city",
-            runs_on: "`/` and `/api/cities` (×7 each)",
-            sql: latest_of_query(),
-            params: vec![city.as_str().into()],
-        },
+        listing(
+            "window of a city (its newest readings; the first is its latest)",
+            "the panel's data read (×7), which `/`, `/api/cities` and recent `/api/readings` pages use",
+            one_city.clone(),
+            Order::NewestFirst,
+            None,
+            WINDOW_ROWS,
+        ),
         Query {
             name: "24 h chart of a city",
             runs_on: "`/` (×7)",

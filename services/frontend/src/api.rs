@@ -11,9 +11,13 @@ use serde_json::json;
 use telemetry_core::time::{now_utc, SEED_FORMAT};
 use telemetry_core::Reading;
 
-use crate::params::{check_range, ParamError, Params};
+use crate::params::{
+    check_range, CsvParams, NoParams, ReadingsParams, ReadingsQuery, WeatherParams, WeatherQuery,
+};
+use crate::query::{self, ParamError};
+use crate::state::AppState;
 use crate::store::{Cursor, Database, Order, ReadingFilter, StoreError};
-use crate::AppState;
+use crate::view::Freshness;
 
 /// Rows fetched per query while streaming a CSV export.
 const CSV_PAGE: u32 = 1000;
@@ -28,11 +32,11 @@ const RETRY_AFTER_SECS: &str = "15";
 pub enum ApiError {
     #[error(transparent)]
     InvalidParameter(#[from] ParamError),
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable")]
     DatabaseUnavailable(#[source] StoreError),
     #[error("live weather unavailable ({0})")]
     WeatherUnavailable(&'static str),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] StoreError),
 }
 
@@ -88,21 +92,27 @@ pub async fn readings(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(
-        request.query_string(),
-        &["city", "since", "until", "limit", "before_id"],
-    )?;
-    let filter = filter(&params)?;
-    let limit = params.limit("limit")?;
-    let cursor = match params.id("before_id")? {
-        Some(id) => Some(state.database.cursor_after(id).await?),
-        None => None,
+    let ReadingsQuery {
+        filter,
+        limit,
+        before_id,
+    } = query::strict::<ReadingsParams>(request.query_string())?.try_into()?;
+    // One row more than asked tells whether there is a next page. Recent
+    // pages come from the panel's last read, older ones from the database.
+    let count = limit as usize + 1;
+    let mut rows = match state.panel.listing(&filter, before_id, count).await? {
+        Some(rows) => rows,
+        None => {
+            let cursor = match before_id {
+                Some(id) => Some(state.database.cursor_after(id).await?),
+                None => None,
+            };
+            state
+                .database
+                .readings(filter, Order::NewestFirst, cursor, limit + 1)
+                .await?
+        }
     };
-    // One row more than asked tells whether there is a next page.
-    let mut rows = state
-        .database
-        .readings(filter, Order::NewestFirst, cursor, limit + 1)
-        .await?;
     let next_before_id = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|reading| reading.id)
@@ -116,23 +126,13 @@ pub async fn readings(
     })))
 }
 
-fn filter(params: &Params) -> Result<ReadingFilter, ParamError> {
-    let filter = ReadingFilter {
-        city: params.city("city")?,
-        since: params.time("since")?,
-        until: params.time("until")?,
-    };
-    check_range(filter.since, filter.until)?;
-    Ok(filter)
-}
-
 /// `GET /api/cities`: the latest reading of each configured city, from the
 /// page's data (read every `panel.data_refresh_secs`); ages are as of now.
 pub async fn cities(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Params::parse(request.query_string(), &[])?;
+    query::strict::<NoParams>(request.query_string())?;
     let data = state.panel.latest().await?;
     let now = now_utc();
     let stale_after = state.settings.stale_after_secs;
@@ -140,14 +140,12 @@ pub async fn cities(
         .latest
         .iter()
         .map(|(city, reading)| {
-            let age = reading
-                .as_ref()
-                .map(|reading| (now - reading.reading.fecha_registro).num_seconds().max(0));
+            let Freshness { age_secs, stale } = Freshness::of(reading.as_ref(), now, stale_after);
             json!({
                 "ciudad": city,
                 "latest": reading,
-                "age_seconds": age,
-                "stale": age.is_none_or(|age| age as u64 > stale_after),
+                "age_seconds": age_secs,
+                "stale": stale,
             })
         })
         .collect();
@@ -163,10 +161,8 @@ pub async fn weather(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(request.query_string(), &["city"])?;
-    let city = params
-        .city("city")?
-        .ok_or_else(|| ParamError::new("city", "required"))?;
+    let WeatherQuery { city } =
+        query::strict::<WeatherParams>(request.query_string())?.try_into()?;
     let Some(report) = state.weather.report(&city).await else {
         return Err(ParamError::new(
             "city",
@@ -200,8 +196,8 @@ pub async fn readings_csv(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(request.query_string(), &["city", "since", "until"])?;
-    let mut filter = filter(&params)?;
+    let mut filter: ReadingFilter =
+        query::strict::<CsvParams>(request.query_string())?.try_into()?;
     let until = filter
         .until
         .unwrap_or_else(|| now_utc() + TimeDelta::seconds(1));
@@ -373,6 +369,14 @@ mod tests {
         assert_eq!(json["error"], "invalid parameter");
         assert_eq!(json["parameter"], "since");
         assert_eq!(json["detail"], "not a date-time");
+    }
+
+    #[test]
+    fn a_database_error_prints_its_cause_once() {
+        let error = ApiError::from(StoreError::ReadFailed);
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert_eq!(source, StoreError::ReadFailed.to_string());
+        assert!(!error.to_string().contains(&source), "{error}");
     }
 
     #[test]

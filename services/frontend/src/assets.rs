@@ -4,13 +4,10 @@
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
-
-struct Asset {
+pub struct Asset {
     name: &'static str,
-    content_type: &'static str,
-    body: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static str,
 }
 
 const ASSETS: &[Asset] = &[
@@ -49,18 +46,17 @@ pub fn url(name: &str) -> String {
     format!("/static/{name}?v={}", version())
 }
 
-pub async fn serve(request: HttpRequest, name: web::Path<String>) -> HttpResponse {
-    let Some(asset) = ASSETS.iter().find(|asset| asset.name == name.as_str()) else {
-        return crate::routes::not_found(request).await;
-    };
-    // Only a request for the current version may be cached for good.
-    let cache = if request.query_string() == format!("v={}", version()) {
+/// The embedded asset called `name`, if any.
+pub fn find(name: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|asset| asset.name == name)
+}
+
+/// The Cache-Control of an asset asked for with `query`: only a request
+/// for the current version may be cached for good.
+pub fn cache_control(query: &str) -> &'static str {
+    if query == format!("v={}", version()) {
         "public, max-age=31536000, immutable"
     } else {
         "public, max-age=300"
-    };
-    HttpResponse::Ok()
-        .content_type(asset.content_type)
-        .insert_header((header::CACHE_CONTROL, cache))
-        .body(asset.body)
+    }
 }

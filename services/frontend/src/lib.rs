@@ -5,21 +5,26 @@
 pub mod api;
 pub mod assets;
 pub mod chart;
+pub mod errors;
 pub mod live_weather;
 pub mod metrics;
+pub mod page_cache;
 pub mod panel;
 pub mod params;
+pub mod query;
 pub mod render;
 pub mod routes;
 pub mod settings;
+pub mod state;
 pub mod store;
+pub mod view;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{self, DefaultHeaders, Next};
+use actix_web::middleware::{self, Compress, DefaultHeaders, Next};
 use actix_web::{web, App, FromRequest, Handler, HttpServer, Resource, Responder};
 use mysql_async::Pool;
 use telemetry_core::service::{Listener, StartupError, DRAIN_DEADLINE};
@@ -28,38 +33,16 @@ use tokio::task::JoinHandle;
 
 use crate::live_weather::LiveWeather;
 use crate::metrics::Metrics;
-use crate::panel::{panel_source, PanelSource};
-use crate::settings::{PanelSettings, Settings};
+use crate::page_cache::PageCache;
+use crate::panel::panel_source;
+use crate::settings::Settings;
+use crate::state::AppState;
 use crate::store::Database;
 
 /// Sent on every response. Nothing inline is allowed: scripts and styles
 /// come from /static, the charts are inline SVG without style attributes.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-
-/// Route patterns, as the request counter labels them.
-const ROUTES: &[&str] = &[
-    "/",
-    "/fragment/panel",
-    "/api/readings",
-    "/api/readings.csv",
-    "/api/cities",
-    "/api/weather",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/static/{name}",
-];
-
-/// Shared by every request handler.
-pub struct AppState {
-    pub settings: PanelSettings,
-    pub city_names: Arc<[String]>,
-    pub database: Database,
-    pub panel: PanelSource,
-    pub weather: LiveWeather,
-    pub metrics: Arc<Metrics>,
-}
 
 pub struct Application {
     port: u16,
@@ -103,6 +86,7 @@ impl Application {
                 metrics.clone(),
             ),
             panel,
+            pages: PageCache::new(&city_names, panel_settings.data_refresh()),
             settings: panel_settings,
             city_names,
             database,
@@ -113,19 +97,20 @@ impl Application {
                 App::new()
                     .app_data(state.clone())
                     .wrap(middleware::from_fn(count_requests))
-                    .wrap(middleware::Compress::default())
                     .wrap(security_headers())
+                    // The pages come compressed from the page cache; the
+                    // rest is compressed per response.
                     .service(get("/", routes::page))
                     .service(get("/fragment/panel", routes::fragment))
-                    .service(get("/api/readings", api::readings))
-                    .service(get("/api/readings.csv", api::readings_csv))
-                    .service(get("/api/cities", api::cities))
-                    .service(get("/api/weather", api::weather))
+                    .service(get("/api/readings", api::readings).wrap(Compress::default()))
+                    .service(get("/api/readings.csv", api::readings_csv).wrap(Compress::default()))
+                    .service(get("/api/cities", api::cities).wrap(Compress::default()))
+                    .service(get("/api/weather", api::weather).wrap(Compress::default()))
                     .service(get("/healthz", routes::healthz))
                     .service(get("/readyz", routes::readyz))
-                    .service(get("/metrics", routes::metrics))
-                    .service(get("/static/{name}", assets::serve))
-                    .default_service(web::to(routes::not_found))
+                    .service(get("/metrics", routes::metrics).wrap(Compress::default()))
+                    .service(get("/static/{name}", routes::asset).wrap(Compress::default()))
+                    .default_service(web::to(errors::not_found))
             })
             // Signals are the service shell's, not actix's; in-flight requests
             // get most of the shell's drain deadline, then are cut.
@@ -211,14 +196,14 @@ async fn count_requests(
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).await?;
     if let Some(state) = state {
-        // The pattern is known only after routing, hence read from the response.
-        let pattern = response.request().match_pattern();
-        let route = ROUTES
-            .iter()
-            .copied()
-            .find(|route| Some(*route) == pattern.as_deref())
-            .unwrap_or("unmatched");
-        state.metrics.request(route, response.status().as_u16());
+        // The pattern is known only after routing, hence read from the
+        // response. Patterns are the registered ones, so the labels stay few
+        // however many paths are asked for.
+        let route = response.request().match_pattern();
+        state.metrics.request(
+            route.as_deref().unwrap_or("unmatched"),
+            response.status().as_u16(),
+        );
     }
     Ok(response)
 }

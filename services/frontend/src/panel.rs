@@ -1,49 +1,30 @@
 //! The page's data, read in the background. One task (`PanelReader`) reads
-//! the database every `panel.data_refresh_secs`, draws the charts and the
-//! table once, and publishes the result as a snapshot; requests render from the latest
-//! snapshot and never wait for the database. When a read fails, the last
-//! good snapshot stays, marked as such.
+//! the database every `panel.data_refresh_secs`, draws the charts once, and
+//! publishes the result as a snapshot; requests take the latest snapshot as
+//! a view model (view.rs) and never wait for the database. When a read
+//! fails, the last good snapshot stays, marked as such.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::NaiveDateTime;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::metrics::Metrics;
-use crate::render::{self, DrawnData};
 use crate::settings::PanelSettings;
-use crate::store::{Database, PanelData, StoreError};
+use telemetry_core::Reading;
 
-/// What a page render gets.
-#[derive(Debug, Clone)]
-pub struct PanelView {
-    /// The latest good read, fresh or (during an outage) last known; `None`
-    /// when the database has not answered once since start.
-    pub data: Option<Arc<PanelData>>,
-    /// The charts and table of `data`, drawn when it was read.
-    pub drawn: Arc<DrawnData>,
-    /// Set during an outage: the database has been unreachable since then (UTC).
-    pub outage_since: Option<NaiveDateTime>,
-    /// The last read failed for another reason (a query error): the data shown
-    /// is the last good read, but the database itself is up.
-    pub failed: bool,
-}
-
-impl PanelView {
-    /// True when `data` is not what the database holds now, as far as we know.
-    pub fn is_last_known(&self) -> bool {
-        self.outage_since.is_some() || self.failed
-    }
-}
+use crate::store::{Database, PanelData, ReadingFilter, StoreError};
+use crate::view::{DrawnCharts, PanelView};
 
 /// What the reader publishes after each attempt.
 #[derive(Debug)]
 struct Snapshot {
+    /// 1 for the first attempt, then one more per attempt.
+    read: u64,
     data: Option<Arc<PanelData>>,
-    drawn: Arc<DrawnData>,
+    charts: Arc<DrawnCharts>,
     failed: bool,
 }
 
@@ -70,14 +51,16 @@ impl PanelSource {
         let outage_since = self.database.outage_since();
         match snapshot {
             Some(snapshot) => PanelView {
+                read: snapshot.read,
                 data: snapshot.data.clone(),
-                drawn: snapshot.drawn.clone(),
+                charts: snapshot.charts.clone(),
                 outage_since,
                 failed: snapshot.failed,
             },
             None => PanelView {
+                read: 0,
                 data: None,
-                drawn: Arc::default(),
+                charts: Arc::default(),
                 outage_since,
                 failed: false,
             },
@@ -95,6 +78,30 @@ impl PanelSource {
             return Err(StoreError::ReadFailed);
         }
         view.data.ok_or(StoreError::NotReadYet)
+    }
+
+    /// The first `count` readings of the listing `filter` selects, newest
+    /// first, after the reading `after_id`: from the last read when it holds
+    /// the whole answer (`Ok(None)` when it does not, or may not: the caller
+    /// asks the database). During an outage, the error a query would give.
+    pub async fn listing(
+        &self,
+        filter: &ReadingFilter,
+        after_id: Option<u64>,
+        count: usize,
+    ) -> Result<Option<Vec<Reading>>, StoreError> {
+        let view = self.current().await;
+        if let Some(since) = view.outage_since {
+            return Err(StoreError::Unreachable(since));
+        }
+        if view.failed {
+            return Ok(None);
+        }
+        Ok(view
+            .data
+            .as_ref()
+            .and_then(|data| data.window_for(filter))
+            .and_then(|window| window.page(filter, after_id, count)))
     }
 
     /// Only at start: waits for the reader's first attempt, so the first
@@ -174,35 +181,27 @@ impl PanelReader {
         let started = Instant::now();
         let result = self.database.panel_data(self.cities.clone()).await;
         let previous = self.publish.borrow().clone();
+        let read = previous.as_ref().map_or(1, |last| last.read + 1);
         let snapshot = match result {
             Ok(data) => {
                 // Drawn once per read, not per request: this is most of the
                 // CPU a page costs.
-                let zone = self.settings.zone();
-                let svgs: Vec<(String, Option<String>)> = data
-                    .charts
-                    .iter()
-                    .map(|(city, points)| {
-                        (
-                            city.clone(),
-                            crate::chart::render(points, data.taken_at, zone),
-                        )
-                    })
-                    .collect();
-                let drawn = render::draw_data(&data, &svgs, &self.settings);
+                let charts = DrawnCharts::draw(&data, self.settings.zone());
                 self.metrics.panel_read(started_at, started.elapsed());
                 Snapshot {
+                    read,
                     data: Some(Arc::new(data)),
-                    drawn: Arc::new(drawn),
+                    charts: Arc::new(charts),
                     failed: false,
                 }
             }
             // Store has logged and counted the error; keep the last good data.
             Err(error) => Snapshot {
+                read,
                 data: previous.as_ref().and_then(|last| last.data.clone()),
-                drawn: previous
+                charts: previous
                     .as_ref()
-                    .map(|last| last.drawn.clone())
+                    .map(|last| last.charts.clone())
                     .unwrap_or_default(),
                 failed: !error.is_unavailable(),
             },

@@ -1,151 +1,182 @@
-//! Query-string parsing for the API. Every rejection names the parameter, so
-//! a caller knows what to fix; nothing unparsed ever reaches a query.
-
-use std::collections::BTreeMap;
+//! What each endpoint accepts, and how each value is checked. A struct per
+//! endpoint names its parameters (query.rs reads a query string into it);
+//! its `TryFrom` checks the values in a fixed order, whatever the order of
+//! the query, so the same query always gets the same answer.
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
+use serde::Deserialize;
 
-/// No parameter value we accept is longer; a longer one is refused before
-/// any parsing.
-const MAX_VALUE_CHARS: usize = 256;
+use crate::query::ParamError;
+use crate::store::ReadingFilter;
+
 /// `ciudad` is VARCHAR(64).
 const MAX_CITY_CHARS: usize = 64;
-pub const DEFAULT_LIMIT: u32 = 100;
-pub const MAX_LIMIT: u32 = 1000;
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid parameter `{parameter}`: {detail}")]
-pub struct ParamError {
-    pub parameter: String,
-    pub detail: String,
+/// `/api/readings`: its fields, in this order, are the names it accepts.
+#[derive(Deserialize)]
+pub struct ReadingsParams {
+    city: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    before_id: Option<String>,
 }
 
-impl ParamError {
-    pub fn new(parameter: &str, detail: impl Into<String>) -> Self {
-        // The name is echoed back; a hostile one is cut short.
-        let parameter: String = parameter.chars().take(64).collect();
-        Self {
-            parameter,
-            detail: detail.into(),
-        }
+#[derive(Debug)]
+pub struct ReadingsQuery {
+    pub filter: ReadingFilter,
+    pub limit: u32,
+    pub before_id: Option<u64>,
+}
+
+impl TryFrom<ReadingsParams> for ReadingsQuery {
+    type Error = ParamError;
+
+    fn try_from(params: ReadingsParams) -> Result<Self, ParamError> {
+        Ok(Self {
+            filter: filter(params.city, params.since, params.until)?,
+            limit: limit("limit", params.limit)?,
+            before_id: reading_id("before_id", params.before_id)?,
+        })
     }
 }
 
-/// The decoded query string, restricted to the names an endpoint knows.
-#[derive(Debug, Default)]
-pub struct Params {
-    values: BTreeMap<&'static str, String>,
+/// `/api/readings.csv`: a filter, without paging.
+#[derive(Deserialize)]
+pub struct CsvParams {
+    city: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
 }
 
-impl Params {
-    /// Decodes `query`; an unknown, repeated or overlong parameter is an
-    /// error. An empty value counts as absent (`?city=` from an empty form).
-    pub fn parse(query: &str, known: &[&'static str]) -> Result<Self, ParamError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|error| ParamError::new("query", error.to_string()))?;
-        let mut values = BTreeMap::new();
-        for (name, value) in pairs {
-            let Some(known_name) = known.iter().copied().find(|known| *known == name) else {
-                return Err(ParamError::new(
-                    &name,
-                    format!(
-                        "unknown parameter; this endpoint accepts {}",
-                        known.join(", ")
-                    ),
-                ));
-            };
-            if value.chars().count() > MAX_VALUE_CHARS {
-                return Err(ParamError::new(
-                    known_name,
-                    format!("longer than {MAX_VALUE_CHARS} characters"),
-                ));
-            }
-            if values.contains_key(known_name) {
-                return Err(ParamError::new(known_name, "given more than once"));
-            }
-            if !value.is_empty() {
-                values.insert(known_name, value);
-            }
-        }
-        Ok(Self { values })
-    }
+impl TryFrom<CsvParams> for ReadingFilter {
+    type Error = ParamError;
 
-    fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+    fn try_from(params: CsvParams) -> Result<Self, ParamError> {
+        filter(params.city, params.since, params.until)
     }
+}
 
-    pub fn city(&self, name: &'static str) -> Result<Option<String>, ParamError> {
-        let Some(value) = self.get(name) else {
-            return Ok(None);
-        };
-        if value.chars().count() > MAX_CITY_CHARS {
-            return Err(ParamError::new(
-                name,
-                format!("longer than {MAX_CITY_CHARS} characters"),
-            ));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(ParamError::new(name, "contains control characters"));
-        }
-        Ok(Some(value.to_owned()))
+/// `/api/weather`: one city, required.
+#[derive(Deserialize)]
+pub struct WeatherParams {
+    city: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct WeatherQuery {
+    pub city: String,
+}
+
+impl TryFrom<WeatherParams> for WeatherQuery {
+    type Error = ParamError;
+
+    fn try_from(params: WeatherParams) -> Result<Self, ParamError> {
+        let city = city("city", params.city)?.ok_or_else(|| ParamError::new("city", "required"))?;
+        Ok(Self { city })
     }
+}
 
-    /// A UTC time: RFC 3339 (`2026-11-23T15:00:00Z`, any offset), or
-    /// `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DDTHH:MM:SS` / `YYYY-MM-DD` taken as UTC.
-    pub fn time(&self, name: &'static str) -> Result<Option<NaiveDateTime>, ParamError> {
-        let Some(value) = self.get(name) else {
-            return Ok(None);
-        };
-        let parsed = DateTime::parse_from_rfc3339(value)
-            .map(|time| time.naive_utc())
-            .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S"))
-            .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
-            .or_else(|_| {
-                NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                    .map(|date| date.and_time(Default::default()))
-            });
-        let Ok(time) = parsed else {
-            let hint = if value.contains(' ') && value.contains('T') {
-                " (a `+` in a query string means a space: write the offset as %2B or use Z)"
-            } else {
-                ""
-            };
-            return Err(ParamError::new(
-                name,
-                format!("not a date-time; use RFC 3339 such as 2026-11-23T15:00:00Z, or 2026-11-23{hint}"),
-            ));
-        };
-        // The DATETIME column's range.
-        if !(1000..=9999).contains(&time.year()) {
-            return Err(ParamError::new(name, "year must be between 1000 and 9999"));
-        }
-        Ok(Some(time))
+/// `/api/cities`: no parameters at all.
+#[derive(Deserialize)]
+pub struct NoParams {}
+
+/// The page and its fragment, read leniently (`query::lenient`): `city`
+/// picks the live weather shown.
+#[derive(Default, Deserialize)]
+pub struct PageParams {
+    pub city: Option<String>,
+}
+
+fn filter(
+    city_name: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+) -> Result<ReadingFilter, ParamError> {
+    let filter = ReadingFilter {
+        city: city("city", city_name)?,
+        since: time("since", since)?,
+        until: time("until", until)?,
+    };
+    check_range(filter.since, filter.until)?;
+    Ok(filter)
+}
+
+fn city(name: &str, value: Option<String>) -> Result<Option<String>, ParamError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.chars().count() > MAX_CITY_CHARS {
+        return Err(ParamError::new(
+            name,
+            format!("longer than {MAX_CITY_CHARS} characters"),
+        ));
     }
-
-    pub fn limit(&self, name: &'static str) -> Result<u32, ParamError> {
-        let Some(value) = self.get(name) else {
-            return Ok(DEFAULT_LIMIT);
-        };
-        match value.parse::<u32>() {
-            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-            _ => Err(ParamError::new(
-                name,
-                format!("must be a whole number from 1 to {MAX_LIMIT}"),
-            )),
-        }
+    if value.chars().any(char::is_control) {
+        return Err(ParamError::new(name, "contains control characters"));
     }
+    Ok(Some(value))
+}
 
-    pub fn id(&self, name: &'static str) -> Result<Option<u64>, ParamError> {
-        let Some(value) = self.get(name) else {
-            return Ok(None);
+/// A UTC time: RFC 3339 (`2026-11-23T15:00:00Z`, any offset), or
+/// `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DDTHH:MM:SS` / `YYYY-MM-DD` taken as UTC.
+fn time(name: &str, value: Option<String>) -> Result<Option<NaiveDateTime>, ParamError> {
+    let Some(value) = value.as_deref() else {
+        return Ok(None);
+    };
+    let parsed = DateTime::parse_from_rfc3339(value)
+        .map(|time| time.naive_utc())
+        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S"))
+        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map(|date| date.and_time(Default::default()))
+        });
+    let Ok(time) = parsed else {
+        let hint = if value.contains(' ') && value.contains('T') {
+            " (a `+` in a query string means a space: write the offset as %2B or use Z)"
+        } else {
+            ""
         };
-        match value.parse::<u64>() {
-            Ok(id) if id > 0 => Ok(Some(id)),
-            _ => Err(ParamError::new(
-                name,
-                "must be a reading id (a positive whole number)",
-            )),
-        }
+        return Err(ParamError::new(
+            name,
+            format!(
+                "not a date-time; use RFC 3339 such as 2026-11-23T15:00:00Z, or 2026-11-23{hint}"
+            ),
+        ));
+    };
+    // The DATETIME column's range.
+    if !(1000..=9999).contains(&time.year()) {
+        return Err(ParamError::new(name, "year must be between 1000 and 9999"));
+    }
+    Ok(Some(time))
+}
+
+fn limit(name: &str, value: Option<String>) -> Result<u32, ParamError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match value.parse::<u32>() {
+        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(ParamError::new(
+            name,
+            format!("must be a whole number from 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+fn reading_id(name: &str, value: Option<String>) -> Result<Option<u64>, ParamError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(Some(id)),
+        _ => Err(ParamError::new(
+            name,
+            "must be a reading id (a positive whole number)",
+        )),
     }
 }
 
@@ -165,46 +196,45 @@ pub fn check_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::strict;
 
-    const KNOWN: &[&str] = &["city", "since", "until", "limit", "before_id"];
-
-    fn parse(query: &str) -> Result<Params, ParamError> {
-        Params::parse(query, KNOWN)
+    fn readings(query: &str) -> Result<ReadingsQuery, ParamError> {
+        strict::<ReadingsParams>(query)?.try_into()
     }
 
     #[test]
     fn accepts_the_documented_forms() {
-        let params = parse(
+        let query = readings(
             "city=Bogot%C3%A1&since=2026-11-23T15:00:00Z&until=2026-11-24&limit=10&before_id=5",
         )
         .unwrap();
-        assert_eq!(params.city("city").unwrap().as_deref(), Some("Bogotá"));
+        assert_eq!(query.filter.city.as_deref(), Some("Bogotá"));
         assert_eq!(
-            params.time("since").unwrap().unwrap().to_string(),
+            query.filter.since.unwrap().to_string(),
             "2026-11-23 15:00:00"
         );
         assert_eq!(
-            params.time("until").unwrap().unwrap().to_string(),
+            query.filter.until.unwrap().to_string(),
             "2026-11-24 00:00:00"
         );
-        assert_eq!(params.limit("limit").unwrap(), 10);
-        assert_eq!(params.id("before_id").unwrap(), Some(5));
+        assert_eq!(query.limit, 10);
+        assert_eq!(query.before_id, Some(5));
     }
 
     #[test]
     fn offsets_are_converted_to_utc() {
-        let params = parse("since=2026-11-23T10:00:00%2D05:00").unwrap();
+        let query = readings("since=2026-11-23T10:00:00%2D05:00").unwrap();
         assert_eq!(
-            params.time("since").unwrap().unwrap().to_string(),
+            query.filter.since.unwrap().to_string(),
             "2026-11-23 15:00:00"
         );
     }
 
     #[test]
     fn absent_and_empty_values_take_the_default() {
-        let params = parse("city=&limit=").unwrap();
-        assert_eq!(params.city("city").unwrap(), None);
-        assert_eq!(params.limit("limit").unwrap(), DEFAULT_LIMIT);
+        let query = readings("city=&limit=").unwrap();
+        assert_eq!(query.filter.city, None);
+        assert_eq!(query.limit, DEFAULT_LIMIT);
     }
 
     #[test]
@@ -221,46 +251,48 @@ mod tests {
             ("limit=1&limit=2", "limit"),
         ];
         for (query, parameter) in cases {
-            let params = parse(query);
-            let error = params
-                .and_then(|params| {
-                    params.time("since")?;
-                    params.time("until")?;
-                    params.limit("limit")?;
-                    params.id("before_id")?;
-                    Ok(())
-                })
-                .unwrap_err();
+            let error = readings(query).unwrap_err();
             assert_eq!(error.parameter, parameter, "{query}: {error}");
         }
+    }
+
+    #[test]
+    fn checks_go_in_a_fixed_order_whatever_the_query_order() {
+        let error = readings("limit=0&since=2026-01-02&until=2026-01-01")
+            .err()
+            .unwrap();
+        assert_eq!(error.parameter, "until");
+        let error = readings("before_id=0&limit=0").unwrap_err();
+        assert_eq!(error.parameter, "limit");
     }
 
     #[test]
     fn long_and_control_values_are_refused() {
         let long = "a".repeat(65);
         assert_eq!(
-            parse(&format!("city={long}"))
-                .unwrap()
-                .city("city")
-                .unwrap_err()
-                .parameter,
+            readings(&format!("city={long}")).unwrap_err().parameter,
             "city"
         );
         let huge = "a".repeat(10_000);
         assert_eq!(
-            parse(&format!("city={huge}")).unwrap_err().parameter,
+            readings(&format!("city={huge}")).unwrap_err().parameter,
             "city"
         );
-        assert_eq!(
-            parse("city=a%00b")
-                .unwrap()
-                .city("city")
-                .unwrap_err()
-                .parameter,
-            "city"
-        );
+        assert_eq!(readings("city=a%00b").unwrap_err().parameter, "city");
         let name = "x".repeat(500);
-        assert_eq!(parse(&format!("{name}=1")).unwrap_err().parameter.len(), 64);
+        assert_eq!(
+            readings(&format!("{name}=1")).unwrap_err().parameter.len(),
+            64
+        );
+    }
+
+    #[test]
+    fn weather_needs_a_city() {
+        let weather = |query| -> Result<WeatherQuery, ParamError> {
+            strict::<WeatherParams>(query)?.try_into()
+        };
+        assert_eq!(weather("city=Cali").unwrap().city, "Cali");
+        assert_eq!(weather("city=").unwrap_err().detail, "required");
     }
 
     #[test]

@@ -1,73 +1,125 @@
-//! The page, its refreshable fragment, and the operational endpoints.
+//! The page, its refreshable fragment, the embedded assets, and the
+//! operational endpoints.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use maud::Markup;
 use serde_json::json;
 use telemetry_core::metrics::CONTENT_TYPE;
 use telemetry_core::time::now_utc;
 
-use crate::render::{self, PageContext};
-use crate::AppState;
+use crate::assets;
+use crate::errors::PageError;
+use crate::page_cache::{matches_etag, Encoding, PageKind, Version};
+use crate::params::PageParams;
+use crate::query;
+use crate::render;
+use crate::state::AppState;
+use crate::view::PageContext;
 
 /// `GET /`: the whole page. `?city=` picks the live weather shown.
-pub async fn page(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    render_panel(&request, &state, render::page).await
+pub async fn page(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    serve_page(&request, &state, PageKind::Page).await
 }
 
 /// `GET /fragment/panel`: the refreshable part of the page, for panel.js.
-pub async fn fragment(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    render_panel(&request, &state, render::panel).await
+pub async fn fragment(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    serve_page(&request, &state, PageKind::Fragment).await
 }
 
-async fn render_panel(
+/// Serves a page from the page cache, in the best coding the client takes,
+/// or 304 when the client holds this very version.
+async fn serve_page(
     request: &HttpRequest,
     state: &AppState,
-    view: fn(&PageContext) -> Markup,
-) -> HttpResponse {
-    let selected = match selected_city(request.query_string(), state) {
-        Ok(city) => city,
-        Err(message) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                render::error_page("Unknown city", &message),
-            )
-        }
-    };
+    kind: PageKind,
+) -> Result<HttpResponse, PageError> {
+    let selected = selected_city(request.query_string(), state)?;
     // The page's data is the background reader's last snapshot, its charts
-    // and table already drawn: only the live weather may have to be fetched.
+    // already drawn: only the live weather may have to be fetched.
     let (panel, weather) = tokio::join!(state.panel.current(), state.weather.report(&selected));
-    let ctx = PageContext {
-        settings: &state.settings,
-        now: now_utc(),
-        view: &panel,
-        weather: weather.as_ref(),
-        selected: &selected,
+    let version = Version {
+        read: panel.read,
+        outage_since: panel.outage_since,
+        failed: panel.failed,
+        weather: weather
+            .as_ref()
+            .map(|report| (report.fetched_at, report.outdated, report.error)),
     };
-    html(StatusCode::OK, view(&ctx))
+    let render = || {
+        let ctx = PageContext {
+            settings: &state.settings,
+            now: now_utc(),
+            view: &panel,
+            weather: weather.as_ref(),
+            selected: &selected,
+        };
+        match kind {
+            PageKind::Page => render::page(&ctx),
+            PageKind::Fragment => render::panel(&ctx),
+        }
+        .into_string()
+    };
+    let rendered = state
+        .pages
+        .get(&selected, kind, version, render)
+        .await
+        .ok_or(PageError::NotFound)?;
+    let encoding = Encoding::negotiate(request.headers());
+    let etag = rendered.etag(encoding);
+    let not_modified = matches_etag(request.headers(), &etag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::VARY, "Accept-Encoding"))
+        // Stored, but checked again before each use: a copy is never shown
+        // as current without the server saying it still is.
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if not_modified {
+        return Ok(response.finish());
+    }
+    if let Some(coding) = encoding.header_value() {
+        response.insert_header((header::CONTENT_ENCODING, coding));
+    }
+    Ok(response
+        .content_type("text/html; charset=utf-8")
+        .body(rendered.body(encoding)))
 }
 
 /// The page ignores parameters it does not know (tracking tags and the like);
 /// a city it does not know is an error, not a silent switch to another.
-fn selected_city(query: &str, state: &AppState) -> Result<String, String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let requested = pairs
-        .into_iter()
-        .find(|(name, _)| name == "city")
-        .map(|(_, value)| value);
-    match requested.filter(|city| !city.is_empty()) {
+fn selected_city(query_string: &str, state: &AppState) -> Result<String, PageError> {
+    match query::lenient::<PageParams>(query_string).city {
         None => Ok(state.city_names[0].clone()),
         Some(city) if state.city_names.contains(&city) => Ok(city),
-        Some(_) => Err(format!("This panel shows {}.", state.city_names.join(", "))),
+        Some(_) => Err(PageError::UnknownCity {
+            shown: state.city_names.clone(),
+        }),
     }
 }
 
-fn html(status: StatusCode, markup: Markup) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        // Live data: a cached copy would show old readings as current.
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(markup.into_string())
+/// `GET /static/{name}`: CSS, JavaScript and icon, from the binary.
+pub async fn asset(
+    request: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let asset = assets::find(&name).ok_or(PageError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type(asset.content_type)
+        .insert_header((
+            header::CACHE_CONTROL,
+            assets::cache_control(request.query_string()),
+        ))
+        .body(asset.body))
 }
 
 /// Liveness: the process serves requests. The database is `/readyz`'s concern.
@@ -91,16 +143,4 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
         .body(state.metrics.render())
-}
-
-/// Anything unrouted: JSON under `/api/`, a page elsewhere.
-pub async fn not_found(request: HttpRequest) -> HttpResponse {
-    if request.path().starts_with("/api/") {
-        HttpResponse::NotFound().json(json!({"error": "not found"}))
-    } else {
-        html(
-            StatusCode::NOT_FOUND,
-            render::error_page("Not found", "There is nothing at this address."),
-        )
-    }
 }

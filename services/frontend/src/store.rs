@@ -82,7 +82,8 @@ pub struct ChartPoint {
     pub humidity: Option<f64>,
 }
 
-/// What the page shows from the database, read in one go.
+/// What the page shows from the database, read in one go, and the newest
+/// readings the API lists from memory.
 #[derive(Debug, Clone)]
 pub struct PanelData {
     /// When this was read (UTC).
@@ -93,6 +94,70 @@ pub struct PanelData {
     pub charts: Vec<(String, Vec<ChartPoint>)>,
     /// The most recent rows, newest first (the seed's table).
     pub recent: Vec<Reading>,
+    /// The newest readings of all cities, as `/api/readings` lists them.
+    pub window: Window,
+    /// The same per configured city, in configuration order.
+    pub city_windows: Vec<(String, Window)>,
+}
+
+impl PanelData {
+    /// The window that holds `filter`'s listing, if one does.
+    pub fn window_for(&self, filter: &ReadingFilter) -> Option<&Window> {
+        match &filter.city {
+            None => Some(&self.window),
+            Some(city) => self
+                .city_windows
+                .iter()
+                .find(|(name, _)| name == city)
+                .map(|(_, window)| window),
+        }
+    }
+}
+
+/// Readings a window holds per listing: the first page at the API's largest
+/// `limit`, plus the one row that tells whether a next page exists.
+pub const WINDOW_ROWS: u32 = 1001;
+
+/// The newest readings of one listing (all cities, or one), newest first as
+/// `/api/readings` orders them: by tick, then id.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    pub rows: Vec<Reading>,
+    /// The listing has no rows beyond these.
+    pub complete: bool,
+}
+
+impl Window {
+    /// The first `count` rows of the listing that `filter` selects (its city
+    /// is this window's), after the reading `after_id` if given; `None` when
+    /// the answer may reach past what this window holds.
+    pub fn page(
+        &self,
+        filter: &ReadingFilter,
+        after_id: Option<u64>,
+        count: usize,
+    ) -> Option<Vec<Reading>> {
+        let start = match after_id {
+            Some(id) => self.rows.iter().position(|reading| reading.id == id)? + 1,
+            None => 0,
+        };
+        let mut page = Vec::with_capacity(count.min(self.rows.len()));
+        for reading in &self.rows[start..] {
+            let tick = reading.reading.fecha_registro;
+            if filter.until.is_some_and(|until| tick >= until) {
+                continue;
+            }
+            // Newest first: every row from here on is older still.
+            if filter.since.is_some_and(|since| tick < since) {
+                return Some(page);
+            }
+            if page.len() == count {
+                return Some(page);
+            }
+            page.push(reading.clone());
+        }
+        (page.len() == count || self.complete).then_some(page)
+    }
 }
 
 /// Filters of `/api/readings` and its CSV export, already validated.
@@ -239,32 +304,41 @@ impl Database {
             let chart_since = taken_at - TimeDelta::hours(CHART_HOURS);
             // Owned names: futures borrowing them would not be `Send` for
             // every lifetime, as the spawned task needs.
-            let charts = stream::iter(cities.to_vec())
+            let per_city = stream::iter(cities.to_vec())
                 .map(|city| {
                     let pool = pool.clone();
                     async move {
                         let mut conn = pool.get_conn().await?;
                         let points = chart(&mut conn, &city, chart_since, taken_at).await?;
-                        Ok::<_, mysql_async::Error>((city, points))
+                        let window = window(&mut conn, Some(city.clone())).await?;
+                        Ok::<_, mysql_async::Error>((city, points, window))
                     }
                 })
                 .buffered(CHART_CONNECTIONS)
                 .try_collect::<Vec<_>>();
-            let latest_and_recent = async {
+            let overall = async {
                 let mut conn = pool.get_conn().await?;
-                let mut latest = Vec::with_capacity(cities.len());
-                for city in cities.iter() {
-                    latest.push((city.clone(), latest_of(&mut conn, city).await?));
-                }
                 let recent: Vec<Reading> = conn.exec(recent_query(), (RECENT_ROWS,)).await?;
-                Ok::<_, mysql_async::Error>((latest, recent))
+                let window = window(&mut conn, None).await?;
+                Ok::<_, mysql_async::Error>((recent, window))
             };
-            let (charts, (latest, recent)) = tokio::try_join!(charts, latest_and_recent)?;
+            let (per_city, (recent, window)) = tokio::try_join!(per_city, overall)?;
+            let mut latest = Vec::with_capacity(per_city.len());
+            let mut charts = Vec::with_capacity(per_city.len());
+            let mut city_windows = Vec::with_capacity(per_city.len());
+            for (city, points, city_window) in per_city {
+                // The newest row of the city's listing is its latest reading.
+                latest.push((city.clone(), city_window.rows.first().cloned()));
+                charts.push((city.clone(), points));
+                city_windows.push((city, city_window));
+            }
             Ok(PanelData {
                 taken_at,
                 latest,
                 charts,
                 recent,
+                window,
+                city_windows,
             })
         })
         .await
@@ -306,21 +380,23 @@ impl Database {
     }
 }
 
-/// The latest reading of `city`: one indexed lookup (the unique key read
-/// backwards); "latest of each city" as a GROUP BY would read every row.
-async fn latest_of(conn: &mut Conn, city: &str) -> Result<Option<Reading>, mysql_async::Error> {
-    conn.exec_first(latest_of_query(), (city,)).await
+/// The newest `WINDOW_ROWS` readings of `city` (or of all cities), read off
+/// an index as the API's own listing reads them.
+async fn window(conn: &mut Conn, city: Option<String>) -> Result<Window, mysql_async::Error> {
+    let filter = ReadingFilter {
+        city,
+        ..ReadingFilter::default()
+    };
+    let (statement, params) = readings_statement(&filter, Order::NewestFirst, None, WINDOW_ROWS);
+    let rows: Vec<Reading> = conn.exec(statement, params).await?;
+    Ok(Window {
+        complete: rows.len() < WINDOW_ROWS as usize,
+        rows,
+    })
 }
 
 // The statements as they are sent, public so that the benchmarks time and
 // EXPLAIN these and not copies of them.
-
-/// Binds the city.
-pub fn latest_of_query() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM mediciones WHERE ciudad = ? ORDER BY fecha_registro DESC LIMIT 1"
-    )
-}
 
 /// Binds the city, the first and last tick, and `CHART_BUCKET_SECS`.
 pub const CHART_QUERY: &str =
@@ -456,5 +532,66 @@ mod tests {
             "{statement}"
         );
         assert_eq!(statement.matches('?').count(), params.len());
+    }
+
+    /// Ten readings of one city, one a minute, ids 1..=10, newest first.
+    fn window(complete: bool) -> Window {
+        let start = NaiveDateTime::default();
+        let rows = (1..=10u64)
+            .rev()
+            .map(|id| Reading {
+                id,
+                reading: telemetry_core::testing::reading(
+                    "Cali",
+                    start + TimeDelta::minutes(id as i64),
+                    20.0,
+                    70,
+                    telemetry_core::Source::Simulated,
+                ),
+            })
+            .collect();
+        Window { rows, complete }
+    }
+
+    fn ids(page: Option<Vec<Reading>>) -> Option<Vec<u64>> {
+        page.map(|rows| rows.iter().map(|reading| reading.id).collect())
+    }
+
+    #[test]
+    fn a_window_answers_only_what_it_holds_whole() {
+        let all = ReadingFilter::default();
+        let held = window(false);
+        assert_eq!(ids(held.page(&all, None, 3)), Some(vec![10, 9, 8]));
+        assert_eq!(ids(held.page(&all, Some(8), 3)), Some(vec![7, 6, 5]));
+        // The page would run past the window's end: the database answers.
+        assert_eq!(ids(held.page(&all, Some(3), 3)), None);
+        assert_eq!(ids(held.page(&all, None, 11)), None);
+        // A cursor the window does not hold: the database answers.
+        assert_eq!(ids(held.page(&all, Some(42), 3)), None);
+        // Unless the listing has nothing beyond the window.
+        let whole = window(true);
+        assert_eq!(ids(whole.page(&all, Some(3), 3)), Some(vec![2, 1]));
+        assert_eq!(
+            ids(whole.page(&all, None, 11)).map(|ids| ids.len()),
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn a_window_applies_the_time_range() {
+        let start = NaiveDateTime::default();
+        let held = window(false);
+        let recent = ReadingFilter {
+            since: Some(start + TimeDelta::minutes(8)),
+            ..ReadingFilter::default()
+        };
+        // Everything from `since` on is held, so fewer rows are the answer.
+        assert_eq!(ids(held.page(&recent, None, 5)), Some(vec![10, 9, 8]));
+        let older = ReadingFilter {
+            until: Some(start + TimeDelta::minutes(4)),
+            ..ReadingFilter::default()
+        };
+        assert_eq!(ids(held.page(&older, None, 2)), Some(vec![3, 2]));
+        assert_eq!(ids(held.page(&older, None, 5)), None);
     }
 }

@@ -78,10 +78,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        self.sensor.run(shutdown).await;
-        handle.stop(true).await;
-        server.await.map_err(std::io::Error::other)?
+        telemetry_core::ops::serve_while(self.server, self.sensor.run(shutdown)).await
     }
 }

@@ -1,6 +1,7 @@
 //! The small HTTP listener of the background services: `/healthz` for the
 //! container healthcheck and `/metrics` for Prometheus.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -38,6 +39,16 @@ pub fn serve<T: Observable>(listener: TcpListener, state: Arc<T>) -> std::io::Re
     .shutdown_timeout(5)
     .listen(listener)?
     .run())
+}
+
+/// Serves `server` while `work` runs; when `work` returns, stops the server
+/// (letting its requests finish) and returns how it ended.
+pub async fn serve_while(server: Server, work: impl Future<Output = ()>) -> std::io::Result<()> {
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    work.await;
+    handle.stop(true).await;
+    server.await.map_err(std::io::Error::other)?
 }
 
 async fn healthz<T: Observable>(state: web::Data<T>) -> HttpResponse {

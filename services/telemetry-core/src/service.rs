@@ -119,7 +119,7 @@ where
 pub enum LifecycleError {
     #[error(transparent)]
     Startup(#[from] StartupError),
-    #[error("service failed: {0}")]
+    #[error("service failed")]
     Failed(#[from] std::io::Error),
     #[error("healthcheck: {0}")]
     Unhealthy(String),

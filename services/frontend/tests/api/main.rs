@@ -3,6 +3,7 @@
 //! Open-Meteo faked by wiremock.
 
 mod api;
+mod caching;
 mod degradation;
 mod helpers;
 mod operations;

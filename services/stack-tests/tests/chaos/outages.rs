@@ -101,45 +101,26 @@ async fn database_removed(stack: &Stack, probe: &Probe<'_>) {
     let up_returned = restored.elapsed();
     let recovery = probe.recovery(restored, restored_at, RECOVERY_LIMIT).await;
     let after = probe.sensor_metrics().await.unwrap();
-    let spooled_total =
-        after.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total");
-    let replayed =
-        after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total");
+    let replay = Replay::between(&before, &after);
     let ticks = probe.tick_rows().await.unwrap();
     let accounting = Accounting::of(&ticks, None, None);
     say(format!(
         "scenario 2 figures: outage {} (rm -f → up -d), database unreachable {} (rm -f → API back); `up -d` returned after {}; {recovery}; \
-         readings spooled {spooled_total}, replayed {replayed}, dropped {}; {accounting}",
+         {replay}; {accounting}",
         secs(restored - down),
         secs(restored + recovery.api - down),
         secs(up_returned),
-        after.get("sensor_readings_dropped_total"),
     ));
-
-    assert!(outage.held(), "the panel must show banner, last known data and live weather on every probe once it can have noticed the outage: {outage}\n{:#?}", outage.problems);
-    for path in [
-        "/api/readings?limit=5 503",
-        "/readyz 503",
-        "/api/weather?city=Cali 200",
-    ] {
-        assert_eq!(
-            outage.statuses.get(path),
-            Some(&outage.probes),
-            "during the outage every {path}: {outage}"
-        );
-    }
-    assert!(
-        spooled >= 7.0 * 7.0,
-        "the sensor should have spooled the readings of 7+ ticks, spooled {spooled}"
+    let restarted = unchanged(stack, &services);
+    assert_survived(
+        "scenario 2",
+        &outage,
+        spooled,
+        7,
+        &replay,
+        &accounting,
+        &restarted,
     );
-    assert_eq!(replayed, spooled_total, "every spooled reading is replayed");
-    assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
-    let changed = unchanged(stack, &services);
-    assert!(
-        changed.is_empty(),
-        "no service may need a restart: {changed:?}"
-    );
-    assert!(accounting.exact(), "after scenario 2: {accounting}");
     assert_backup_after(stack, probe, restored).await;
 }
 
@@ -169,20 +150,71 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     reconnect(cut);
     let recovery = probe.recovery(restored, restored_at, RECOVERY_LIMIT).await;
     let after = probe.sensor_metrics().await.unwrap();
-    let spooled_total =
-        after.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total");
-    let replayed =
-        after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total");
+    let replay = Replay::between(&before, &after);
     let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
     say(format!(
         "scenario 5 figures: partition {} (disconnect → connect), database unreachable for the services {}; {recovery}; \
-         readings spooled {spooled_total}, replayed {replayed}, dropped {}; {accounting}",
+         {replay}; {accounting}",
         secs(restored - down),
         secs(restored + recovery.api - down),
-        after.get("sensor_readings_dropped_total"),
     ));
+    let restarted = unchanged(stack, &services);
+    assert_survived(
+        "scenario 5",
+        &outage,
+        spooled,
+        3,
+        &replay,
+        &accounting,
+        &restarted,
+    );
+}
 
-    assert!(outage.held(), "the panel must show banner, last known data and live weather on every probe once it can have noticed the outage: {outage}\n{:#?}", outage.problems);
+/// What the sensor's counters say about one outage, from before it to after
+/// the recovery.
+struct Replay {
+    spooled: f64,
+    replayed: f64,
+    dropped: f64,
+}
+
+impl Replay {
+    fn between(before: &Metrics, after: &Metrics) -> Self {
+        let delta = |name: &str| after.get(name) - before.get(name);
+        Self {
+            spooled: delta("sensor_readings_spooled_total"),
+            replayed: delta("sensor_readings_replayed_total"),
+            dropped: after.get("sensor_readings_dropped_total"),
+        }
+    }
+}
+
+impl std::fmt::Display for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "readings spooled {}, replayed {}, dropped {}",
+            self.spooled, self.replayed, self.dropped
+        )
+    }
+}
+
+/// What every outage scenario checks once the database is back: the panel
+/// held on every probe (page with banner, last known data and live weather;
+/// API and readiness 503; live weather 200), the sensor spooled at least
+/// `min_ticks` ticks of the seven cities while it lasted and replayed all it
+/// spooled, nothing was dropped, no service needed a restart (`restarted`
+/// is empty), and every tick has exactly one reading per city.
+fn assert_survived(
+    scenario: &str,
+    outage: &OutageLog,
+    spooled_during: f64,
+    min_ticks: u32,
+    replay: &Replay,
+    accounting: &Accounting,
+    restarted: &[String],
+) {
+    assert!(outage.held(), "{scenario}: the panel must show banner, last known data and live weather on every probe once it can have noticed the outage: {outage}\n{:#?}", outage.problems);
     for path in [
         "/api/readings?limit=5 503",
         "/readyz 503",
@@ -191,21 +223,23 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
         assert_eq!(
             outage.statuses.get(path),
             Some(&outage.probes),
-            "during the partition every {path}: {outage}"
+            "{scenario}: during the outage every {path}: {outage}"
         );
     }
     assert!(
-        spooled >= 3.0 * 7.0,
-        "the sensor should have spooled the readings of 3+ ticks, spooled {spooled}"
+        spooled_during >= f64::from(min_ticks) * 7.0,
+        "{scenario}: the sensor should have spooled the readings of {min_ticks}+ ticks, spooled {spooled_during}"
     );
-    assert_eq!(replayed, spooled_total, "every spooled reading is replayed");
-    assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
-    let changed = unchanged(stack, &services);
+    assert_eq!(
+        replay.replayed, replay.spooled,
+        "{scenario}: every spooled reading is replayed"
+    );
+    assert_eq!(replay.dropped, 0.0, "{scenario}: readings dropped");
     assert!(
-        changed.is_empty(),
-        "no service may need a restart: {changed:?}"
+        restarted.is_empty(),
+        "{scenario}: no service may need a restart: {restarted:?}"
     );
-    assert!(accounting.exact(), "after scenario 5: {accounting}");
+    assert!(accounting.exact(), "after {scenario}: {accounting}");
 }
 
 /// Scenario 3: db-master recreated with a different IP. Docker would hand

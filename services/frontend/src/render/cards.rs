@@ -1,0 +1,59 @@
+//! The cards of the panel: one per city with its latest reading, one per
+//! city with its 24 h chart.
+
+use maud::{html, Markup, PreEscaped};
+use telemetry_core::Reading;
+
+use super::format::{age_text, humidity, iso_utc, local_date_time, temperature};
+use super::table::{node_tag, source_tag};
+use crate::view::{Freshness, PageContext};
+
+/// A city's latest reading: its values, its age, and where it came from.
+pub fn city_card(city: &str, reading: Option<&Reading>, ctx: &PageContext) -> Markup {
+    let zone = ctx.settings.zone();
+    let Freshness { age_secs, stale } =
+        Freshness::of(reading, ctx.now, ctx.settings.stale_after_secs);
+    html! {
+        article.card.city-card.stale[stale] {
+            h3.card-title { (city) }
+            @match reading {
+                Some(reading) => {
+                    div.metrics {
+                        span.metric.temp { (temperature(reading.reading.temperatura)) }
+                        span.metric.hum { (humidity(reading.reading.humedad)) }
+                    }
+                    p.age {
+                        time datetime=(iso_utc(reading.reading.fecha_registro)) title=(local_date_time(reading.reading.fecha_registro, zone)) {
+                            (age_text(age_secs.unwrap_or_default()))
+                        }
+                        @if stale { " " span.tag.tag-warn { "stale" } }
+                    }
+                    p.tags {
+                        (source_tag(reading.reading.source))
+                        (node_tag(&ctx.settings.node_name))
+                    }
+                }
+                None => {
+                    p.muted { "No readings yet." }
+                }
+            }
+        }
+    }
+}
+
+/// A city's 24 h chart, drawn by the panel reader (view.rs).
+pub fn chart_figure(city: &str, svg: Option<&str>) -> Markup {
+    html! {
+        figure.card.chart {
+            figcaption.card-title { (city) }
+            @match svg {
+                Some(svg) => {
+                    div.chart-svg role="img" aria-label=(format!("{city}: temperature and humidity, last 24 hours")) {
+                        (PreEscaped(svg))
+                    }
+                }
+                None => { p.muted.chart-empty { "No readings in the last 24 hours." } }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use crate::live_weather::LiveWeather;
+use crate::metrics::Metrics;
+use crate::page_cache::PageCache;
+use crate::panel::PanelSource;
+use crate::settings::PanelSettings;
+use crate::store::Database;
+
+pub struct AppState {
+    pub settings: PanelSettings,
+    pub city_names: Arc<[String]>,
+    pub database: Database,
+    pub panel: PanelSource,
+    pub pages: PageCache,
+    pub weather: LiveWeather,
+    pub metrics: Arc<Metrics>,
+}
