@@ -132,16 +132,18 @@ pub struct Backoff {
 pub const JITTER: f64 = 0.25;
 /// The first wait, in ticks: a failure is never retried at the next tick.
 pub const BACKOFF_BASE_TICKS: i32 = 4;
-/// The longest wait: two observation intervals, the life of a held
-/// observation; asking less often would lose observations the API has.
+/// The longest wait by default (`sensor.fetch_backoff_max_secs`): two
+/// observation intervals, the life of a held observation; asking less often
+/// would lose observations the API has.
 pub const BACKOFF_CAP: TimeDelta = TimeDelta::minutes(30);
 
 impl Backoff {
-    pub fn new(interval: TimeDelta) -> Self {
+    /// Waits start at four ticks and double up to `cap` (at least the first).
+    pub fn new(interval: TimeDelta, cap: TimeDelta) -> Self {
         let base = interval * BACKOFF_BASE_TICKS;
         Self {
             base,
-            cap: BACKOFF_CAP.max(base),
+            cap: cap.max(base),
             failures: 0,
             until: None,
             last_wait: TimeDelta::zero(),
@@ -277,9 +279,17 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// `daily_calls` is the sensor's share of the budget.
-    pub fn new(policy: FetchPolicy, interval: Duration, cities: usize, daily_calls: u64) -> Self {
+    /// `daily_calls` is the sensor's share of the budget; `backoff_cap`, the
+    /// longest wait after failures.
+    pub fn new(
+        policy: FetchPolicy,
+        interval: Duration,
+        cities: usize,
+        daily_calls: u64,
+        backoff_cap: Duration,
+    ) -> Self {
         let interval = TimeDelta::from_std(interval).expect("interval in range");
+        let backoff_cap = TimeDelta::from_std(backoff_cap).expect("cap in range");
         Self {
             policy,
             interval,
@@ -288,7 +298,7 @@ impl Pacer {
             last_call: None,
             late_replies: 0,
             retry_late_at: None,
-            backoff: Backoff::new(interval),
+            backoff: Backoff::new(interval, backoff_cap),
             budget: Budget::new(daily_calls),
         }
     }
@@ -453,6 +463,17 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pacer at the default tick and backoff.
+    fn pacer(policy: FetchPolicy, cities: usize, daily_calls: u64) -> Pacer {
+        Pacer::new(
+            policy,
+            TICK,
+            cities,
+            daily_calls,
+            BACKOFF_CAP.to_std().unwrap(),
+        )
+    }
     use chrono::{DurationRound, NaiveDateTime};
 
     const TICK: Duration = Duration::from_secs(15);
@@ -580,7 +601,7 @@ mod tests {
         let start = at("2026-11-23T00:00:00Z");
         let end = start + TimeDelta::days(1);
         for policy in FetchPolicy::ALL {
-            let mut pacer = Pacer::new(policy, TICK, SEED_CITIES, u64::MAX);
+            let mut pacer = pacer(policy, SEED_CITIES, u64::MAX);
             let calls = drive(&mut pacer, start, end, 0.0, answers);
             let estimate = policy.calls_per_day(TICK, SEED_CITIES);
             // The estimate leaves out the first request, for every city.
@@ -596,7 +617,7 @@ mod tests {
     #[test]
     fn round_robin_asks_for_every_city_at_start_then_one_city_per_tick_in_turn() {
         let start = at("2026-11-23T10:00:07Z");
-        let mut pacer = Pacer::new(FetchPolicy::RoundRobin, TICK, 3, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::RoundRobin, 3, u64::MAX);
         let calls = drive(
             &mut pacer,
             start,
@@ -613,7 +634,7 @@ mod tests {
     #[test]
     fn every_tick_asks_for_all_cities_on_every_tick() {
         let start = at("2026-11-23T10:00:00Z");
-        let mut pacer = Pacer::new(FetchPolicy::EveryTick, TICK, 3, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::EveryTick, 3, u64::MAX);
         let calls = drive(
             &mut pacer,
             start,
@@ -628,7 +649,7 @@ mod tests {
     #[test]
     fn on_new_observation_asks_when_the_next_one_is_due() {
         let start = at("2026-11-23T10:00:07Z");
-        let mut pacer = Pacer::new(FetchPolicy::OnNewObservation, TICK, 2, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::OnNewObservation, 2, u64::MAX);
         let calls = drive(
             &mut pacer,
             start,
@@ -643,7 +664,7 @@ mod tests {
     #[test]
     fn on_new_observation_asks_a_late_api_again_a_few_times_then_waits() {
         let start = at("2026-11-23T10:00:07Z");
-        let mut pacer = Pacer::new(FetchPolicy::OnNewObservation, TICK, 2, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::OnNewObservation, 2, u64::MAX);
         // The API is five minutes late with each observation.
         let late = |call: &Call| {
             let shown = observation_at(call.at - TimeDelta::minutes(5));
@@ -673,7 +694,7 @@ mod tests {
         let hour = start + TimeDelta::hours(1);
         for policy in FetchPolicy::ALL {
             for jitter in jitters() {
-                let mut pacer = Pacer::new(policy, TICK, SEED_CITIES, u64::MAX);
+                let mut pacer = pacer(policy, SEED_CITIES, u64::MAX);
                 let calls = drive(&mut pacer, start, hour, jitter, fails);
                 assert!(
                     (6..=7).contains(&calls.len()),
@@ -690,7 +711,7 @@ mod tests {
             }
         }
         // Without jitter: 60 s (four ticks), doubling, capped at 30 min.
-        let mut pacer = Pacer::new(FetchPolicy::RoundRobin, TICK, SEED_CITIES, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::RoundRobin, SEED_CITIES, u64::MAX);
         let calls = drive(&mut pacer, start, start + TimeDelta::hours(2), 0.0, fails);
         assert_eq!(
             offsets(&calls, start),
@@ -707,7 +728,7 @@ mod tests {
         let start = at("2026-11-23T10:00:00Z");
         for policy in FetchPolicy::ALL {
             for jitter in jitters() {
-                let mut pacer = Pacer::new(policy, TICK, SEED_CITIES, u64::MAX);
+                let mut pacer = pacer(policy, SEED_CITIES, u64::MAX);
                 let mut rate_limited = true;
                 let calls = drive(
                     &mut pacer,
@@ -737,7 +758,7 @@ mod tests {
     #[test]
     fn a_short_retry_after_does_not_shorten_the_backoff() {
         let start = at("2026-11-23T10:00:00Z");
-        let mut pacer = Pacer::new(FetchPolicy::RoundRobin, TICK, 2, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::RoundRobin, 2, u64::MAX);
         let calls = drive(
             &mut pacer,
             start,
@@ -753,7 +774,7 @@ mod tests {
     #[test]
     fn a_success_ends_the_backoff_and_round_robin_catches_up_the_cities_it_lost() {
         let start = at("2026-11-23T10:00:00Z");
-        let mut pacer = Pacer::new(FetchPolicy::RoundRobin, TICK, 3, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::RoundRobin, 3, u64::MAX);
         // Down for the first 10 minutes.
         let calls = drive(
             &mut pacer,
@@ -795,7 +816,7 @@ mod tests {
     #[test]
     fn a_stale_observation_is_caught_up_as_if_missing() {
         let start = at("2026-11-23T10:00:00Z");
-        let mut pacer = Pacer::new(FetchPolicy::RoundRobin, TICK, 3, u64::MAX);
+        let mut pacer = pacer(FetchPolicy::RoundRobin, 3, u64::MAX);
         let old = observation(at("2026-11-23T09:00:00Z").naive_utc());
         let call = Call {
             at: start,
@@ -819,7 +840,7 @@ mod tests {
     fn the_budget_stops_calls_until_the_next_utc_day() {
         let start = at("2026-11-23T23:58:00Z");
         // Two cities every tick; five calls a day.
-        let mut pacer = Pacer::new(FetchPolicy::EveryTick, TICK, 2, 5);
+        let mut pacer = pacer(FetchPolicy::EveryTick, 2, 5);
         let calls = drive(
             &mut pacer,
             start,
@@ -854,7 +875,7 @@ mod tests {
     #[test]
     fn failed_calls_count_against_the_budget() {
         let start = at("2026-11-23T10:00:00Z");
-        let mut pacer = Pacer::new(FetchPolicy::RoundRobin, TICK, 3, 100);
+        let mut pacer = pacer(FetchPolicy::RoundRobin, 3, 100);
         let calls = drive(&mut pacer, start, start + TimeDelta::minutes(5), 0.0, fails);
         assert_eq!(quota(&calls), 3 + 1 + 1);
         assert_eq!(pacer.budget_remaining(start), 95);
@@ -863,7 +884,7 @@ mod tests {
     #[test]
     fn backoff_waits_grow_to_the_cap_and_jitter_only_shortens_them() {
         let now = at("2026-11-23T10:00:00Z");
-        let mut backoff = Backoff::new(TimeDelta::seconds(15));
+        let mut backoff = Backoff::new(TimeDelta::seconds(15), BACKOFF_CAP);
         let waits: Vec<i64> = (0..9)
             .map(|_| backoff.fail(now, None, 0.0).num_seconds())
             .collect();
@@ -876,7 +897,7 @@ mod tests {
         backoff.succeed();
         assert_eq!(backoff.fail(now, None, 0.5).num_milliseconds(), 52_500);
         // A tick longer than the cap: the first wait is still four ticks.
-        let mut slow = Backoff::new(TimeDelta::hours(1));
+        let mut slow = Backoff::new(TimeDelta::hours(1), BACKOFF_CAP);
         assert_eq!(slow.fail(now, None, 0.0), TimeDelta::hours(4));
         assert_eq!(slow.fail(now, None, 0.0), TimeDelta::hours(4));
     }

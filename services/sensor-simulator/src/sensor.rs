@@ -56,6 +56,7 @@ impl Sensor {
                     settings.sensor.interval(),
                     cities.len(),
                     budget,
+                    settings.sensor.fetch_backoff_max(),
                 );
                 let client = settings.weather.client()?;
                 let (fetcher, held) =

@@ -11,7 +11,7 @@ use telemetry_core::settings::{
 use telemetry_core::weather::{default_cities, City};
 use telemetry_core::Source;
 
-use crate::pacing::FetchPolicy;
+use crate::pacing::{FetchPolicy, BACKOFF_CAP};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +52,9 @@ pub struct SensorSettings {
     /// every tick, for one city in turn: the design's fetch every 15 s,
     /// inside the free tier with the panel's calls counted.
     pub fetch_policy: FetchPolicy,
+    /// After failures, fetches wait four ticks, then twice as long each
+    /// time, up to this (seconds).
+    pub fetch_backoff_max_secs: u64,
     pub cities: Vec<City>,
 }
 
@@ -61,6 +64,7 @@ impl Default for SensorSettings {
             source: Source::OpenMeteo,
             interval_secs: 15,
             fetch_policy: FetchPolicy::default(),
+            fetch_backoff_max_secs: BACKOFF_CAP.num_seconds() as u64,
             cities: default_cities(),
         }
     }
@@ -69,6 +73,10 @@ impl Default for SensorSettings {
 impl SensorSettings {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs)
+    }
+
+    pub fn fetch_backoff_max(&self) -> Duration {
+        Duration::from_secs(self.fetch_backoff_max_secs)
     }
 }
 
@@ -176,6 +184,13 @@ impl Validate for Settings {
             return Err(SettingsError::invalid(
                 "sensor.interval_secs",
                 sensor.interval_secs,
+                "must be 1-86400",
+            ));
+        }
+        if !(1..=86_400).contains(&sensor.fetch_backoff_max_secs) {
+            return Err(SettingsError::invalid(
+                "sensor.fetch_backoff_max_secs",
+                sensor.fetch_backoff_max_secs,
                 "must be 1-86400",
             ));
         }

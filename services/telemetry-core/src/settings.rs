@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -169,7 +169,12 @@ impl WeatherSettings {
     }
 
     pub fn client(&self) -> Result<WeatherClient, WeatherError> {
-        WeatherClient::new(&self.base_url, self.timeout(), self.apikey.clone())
+        // An empty key (compose's `${WEATHER_APIKEY:-}`) is no key.
+        let apikey = self
+            .apikey
+            .clone()
+            .filter(|key| !key.expose_secret().is_empty());
+        WeatherClient::new(&self.base_url, self.timeout(), apikey)
     }
 
     /// An http(s) base URL, a timeout, a cache period within a day and a

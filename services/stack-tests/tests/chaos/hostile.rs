@@ -18,16 +18,23 @@ const UNUSABLE: [(&str, &str); 5] = [
     ("huge-body", "malformed"),
     ("trickle", "timeout"),
 ];
-/// The sensor's attempts per fetch (weather.attempts).
-const ATTEMPTS: f64 = 3.0;
+/// The sensor's longest wait after failed fetches, for this scenario: each
+/// hostile mode must be fetched at least once, and the default (30 min,
+/// reached after a few failures) would make the scenario last an hour.
+const BACKOFF_MAX_SECS: &str = "60";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_input_is_refused_without_harm() {
     // Hostile from the first request: the sensor never sees a good reply,
     // so any row in the table would be invented.
-    let stack = tokio::task::spawn_blocking(|| Stack::up(&[("WEATHER_STUB_MODE", UNUSABLE[0].0)]))
-        .await
-        .unwrap();
+    let stack = tokio::task::spawn_blocking(|| {
+        Stack::up(&[
+            ("WEATHER_STUB_MODE", UNUSABLE[0].0),
+            ("SENSOR_FETCH_BACKOFF_MAX_SECS", BACKOFF_MAX_SECS),
+        ])
+    })
+    .await
+    .unwrap();
     let probe = Probe::new(&stack);
     let sensor = stack.state("sensor-simulator");
 
@@ -36,11 +43,9 @@ async fn hostile_input_is_refused_without_harm() {
         // The first mode is already on (WEATHER_STUB_MODE); setting it
         // again checks that the stub image has the hostile modes at all.
         set_mode(&stack, mode);
-        // Each wait below ends when a fetch's last attempt has failed, before
-        // the next tick: so the next fetch, all its attempts, runs against
-        // the mode set now (the first against the mode set at start). Only
-        // the trickle outlasts its tick: the fetch after it may start before
-        // the switch to `normal`, which its 60 s wait allows for.
+        // Each wait below ends when a fetch has failed; the next one comes
+        // after the backoff (at most BACKOFF_MAX_SECS), so it runs against
+        // the mode set now (the first against the mode set at start).
         let before = if index == 0 {
             Metrics::default()
         } else {
@@ -48,11 +53,11 @@ async fn hostile_input_is_refused_without_harm() {
         };
         let metrics = eventually(
             &format!("a whole fetch against `{mode}`"),
-            Duration::from_secs(120),
+            Duration::from_secs(150),
             POLL,
             || async {
                 let metrics = probe.sensor_metrics().await.ok()?;
-                (metrics.api_errors(kind) >= before.api_errors(kind) + ATTEMPTS).then_some(metrics)
+                (metrics.api_errors(kind) > before.api_errors(kind)).then_some(metrics)
             },
         )
         .await;
@@ -74,8 +79,8 @@ async fn hostile_input_is_refused_without_harm() {
             now.restarts
         ));
         assert!(
-            errors >= ATTEMPTS,
-            "`{mode}` should cost {ATTEMPTS} `{kind}` errors, counted {errors}"
+            errors >= 1.0,
+            "`{mode}` should cost a `{kind}` error, counted {errors}"
         );
         assert_eq!(
             rows, 0,
@@ -104,8 +109,9 @@ async fn hostile_input_is_refused_without_harm() {
     // exactly the stub's values.
     set_mode(&stack, "normal");
     let switched = now_utc();
+    // The next fetch comes after the backoff (at most BACKOFF_MAX_SECS).
     let tick = probe
-        .complete_ticks(1, switched, Duration::from_secs(60))
+        .complete_ticks(1, switched, Duration::from_secs(120))
         .await;
     let rows = probe.rows_since(tick).await.unwrap();
     for City {
