@@ -3,6 +3,9 @@
 //! database is down, and nothing about the SQL.
 
 use actix_web::http::{header, StatusCode};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, TimeDelta};
@@ -97,33 +100,90 @@ pub async fn readings(
         limit,
         before_id,
     } = query::strict::<ReadingsParams>(request.query_string())?.try_into()?;
+    // A query asked again before the next read gets the same bytes.
+    let query_string = request.query_string();
+    if let Some(read) = state.panel.listing_read().await? {
+        if let Some(body) = state.recent_replies.get(read, query_string) {
+            return Ok(json_reply(body));
+        }
+    }
     // One row more than asked tells whether there is a next page. Recent
     // pages come from the panel's last read, older ones from the database.
     let count = limit as usize + 1;
-    let mut rows = match state.panel.listing(&filter, before_id, count).await? {
-        Some(rows) => rows,
+    let (rows, read) = match state.panel.listing(&filter, before_id, count).await? {
+        Some((read, rows)) => (rows, Some(read)),
         None => {
             let cursor = match before_id {
                 Some(id) => Some(state.database.cursor_after(id).await?),
                 None => None,
             };
-            state
+            let rows = state
                 .database
                 .readings(filter, Order::NewestFirst, cursor, limit + 1)
-                .await?
+                .await?;
+            (rows, None)
         }
     };
+    let body = readings_page(rows, limit);
+    if let Some(read) = read {
+        state.recent_replies.put(read, query_string, body.clone());
+    }
+    Ok(json_reply(body))
+}
+
+/// The body of a `/api/readings` page; `rows` holds one more than `limit`
+/// when there is a next page.
+fn readings_page(mut rows: Vec<Reading>, limit: u32) -> Bytes {
     let next_before_id = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|reading| reading.id)
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({
+    let body = json!({
         "readings": rows,
         "limit": limit,
         "next_before_id": next_before_id,
-    })))
+    });
+    Bytes::from(serde_json::to_vec(&body).expect("JSON of plain values"))
+}
+
+fn json_reply(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(body)
+}
+
+/// `/api/readings` replies answered from the panel's last read, by query
+/// string: until the next read, the same query gets the same bytes without
+/// being listed and serialised again. At most `RECENT_REPLIES` queries a
+/// read are kept (about 20 KB each at the default `limit`), so a client
+/// walking random queries cannot grow it.
+#[derive(Default)]
+pub struct RecentReplies {
+    replies: Mutex<(u64, HashMap<String, Bytes>)>,
+}
+
+const RECENT_REPLIES: usize = 256;
+
+impl RecentReplies {
+    fn get(&self, read: u64, query_string: &str) -> Option<Bytes> {
+        let replies = self.replies.lock().expect("replies lock");
+        if replies.0 != read {
+            return None;
+        }
+        replies.1.get(query_string).cloned()
+    }
+
+    fn put(&self, read: u64, query_string: &str, body: Bytes) {
+        let mut replies = self.replies.lock().expect("replies lock");
+        if replies.0 != read {
+            *replies = (read, HashMap::new());
+        }
+        if replies.1.len() < RECENT_REPLIES {
+            replies.1.insert(query_string.to_owned(), body);
+        }
+    }
 }
 
 /// `GET /api/cities`: the latest reading of each configured city, from the

@@ -31,6 +31,7 @@ use telemetry_core::service::{Listener, StartupError, DRAIN_DEADLINE};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::api::RecentReplies;
 use crate::live_weather::LiveWeather;
 use crate::metrics::Metrics;
 use crate::page_cache::PageCache;
@@ -87,6 +88,7 @@ impl Application {
             ),
             panel,
             pages: PageCache::new(&city_names, panel_settings.data_refresh()),
+            recent_replies: RecentReplies::default(),
             settings: panel_settings,
             city_names,
             database,

@@ -2,7 +2,7 @@
 //! once per city per cache period however many people watch it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Utc};
@@ -33,17 +33,30 @@ pub struct LiveReport {
 struct Entry {
     observation: Option<(Observation, Instant, NaiveDateTime)>,
     failed_at: Option<(Instant, &'static str)>,
+    /// A request to Open-Meteo for this city is under way.
+    refreshing: bool,
 }
 
+impl Entry {
+    /// Nothing to show yet: no observation, and no failure either.
+    fn is_blank(&self) -> bool {
+        self.observation.is_none() && self.failed_at.is_none()
+    }
+}
+
+/// Cloned into the refresh tasks, which outlive the request that started them.
+#[derive(Clone)]
 pub struct LiveWeather {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     client: WeatherClient,
     ttl: Duration,
     /// Requests run on the main runtime, like database work: reqwest's
     /// pooled connections belong to the runtime that opened them.
     runtime: Handle,
-    /// One lock per city, held during a fetch so concurrent requests for the
-    /// same city wait for that fetch instead of each sending their own.
-    entries: HashMap<String, (City, tokio::sync::Mutex<Entry>)>,
+    entries: HashMap<String, (City, Mutex<Entry>)>,
     metrics: Arc<Metrics>,
 }
 
@@ -59,59 +72,53 @@ impl LiveWeather {
             .map(|city| {
                 (
                     city.name.clone(),
-                    (city.clone(), tokio::sync::Mutex::new(Entry::default())),
+                    (city.clone(), Mutex::new(Entry::default())),
                 )
             })
             .collect();
         Self {
-            client,
-            ttl,
-            runtime: Handle::current(),
-            entries,
-            metrics,
+            shared: Arc::new(Shared {
+                client,
+                ttl,
+                runtime: Handle::current(),
+                entries,
+                metrics,
+            }),
         }
     }
 
-    /// The city's weather, or `None` for a city that is not configured.
+    /// The city's weather, or `None` for a city that is not configured. When
+    /// the cached report is due for a refresh, one request to Open-Meteo
+    /// starts in the background and this answers with what is held, so a
+    /// page never waits for the API; only the very first ask for a city,
+    /// with nothing to show yet, waits for that request.
     pub async fn report(&self, city: &str) -> Option<LiveReport> {
-        let (city, entry) = self.entries.get(city)?;
-        let mut entry = entry.lock().await;
-        let fresh =
-            matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() < self.ttl);
-        let backing_off =
-            matches!(entry.failed_at, Some((failed, _)) if failed.elapsed() < RETRY_AFTER_FAILURE);
-        if fresh || backing_off {
-            self.metrics.weather_cache_hit();
-        } else {
-            self.metrics.weather_cache_miss();
-            let client = self.client.clone();
-            let cities = [city.clone()];
-            let fetched = self
-                .runtime
-                .spawn(async move { client.current(&cities).await })
-                .await;
-            match fetched {
-                Ok(Ok(mut observations)) if !observations.is_empty() => {
-                    let observation = observations.swap_remove(0);
-                    entry.observation = Some((observation, Instant::now(), Utc::now().naive_utc()));
-                    entry.failed_at = None;
-                }
-                Ok(Ok(_)) => entry.failed_at = Some((Instant::now(), "malformed")),
-                Ok(Err(error)) => {
-                    tracing::warn!(message = "live weather request failed", city = %city.name, %error);
-                    self.metrics.weather_error(error.kind());
-                    entry.failed_at = Some((Instant::now(), error.kind()));
-                }
-                Err(error) => {
-                    if error.is_panic() {
-                        std::panic::resume_unwind(error.into_panic());
-                    }
-                    entry.failed_at = Some((Instant::now(), "cancelled"));
+        let shared = &self.shared;
+        let (city, entry) = shared.entries.get(city)?;
+        let refresh = {
+            let mut entry = entry.lock().expect("weather cache lock");
+            let fresh = matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() < shared.ttl);
+            let backing_off = matches!(entry.failed_at, Some((failed, _)) if failed.elapsed() < RETRY_AFTER_FAILURE);
+            if fresh || backing_off || entry.refreshing {
+                shared.metrics.weather_cache_hit();
+                None
+            } else {
+                shared.metrics.weather_cache_miss();
+                entry.refreshing = true;
+                let blank = entry.is_blank();
+                Some((self.refresh(city.clone()), blank))
+            }
+        };
+        if let Some((refresh, true)) = refresh {
+            if let Err(error) = refresh.await {
+                if error.is_panic() {
+                    std::panic::resume_unwind(error.into_panic());
                 }
             }
         }
+        let entry = entry.lock().expect("weather cache lock");
         let outdated =
-            matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() >= self.ttl);
+            matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() >= shared.ttl);
         Some(LiveReport {
             city: city.clone(),
             observation: entry
@@ -121,6 +128,33 @@ impl LiveWeather {
             fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
             outdated,
             error: entry.failed_at.map(|(_, kind)| kind),
+        })
+    }
+
+    /// Asks Open-Meteo for `city` and records the answer in its entry.
+    fn refresh(&self, city: City) -> tokio::task::JoinHandle<()> {
+        let weather = self.clone();
+        self.shared.runtime.spawn(async move {
+            let shared = &weather.shared;
+            let fetched = shared.client.current(std::slice::from_ref(&city)).await;
+            if let Err(error) = &fetched {
+                tracing::warn!(message = "live weather request failed", city = %city.name, %error);
+                shared.metrics.weather_error(error.kind());
+            }
+            let Some((_, entry)) = shared.entries.get(&city.name) else {
+                return;
+            };
+            let mut entry = entry.lock().expect("weather cache lock");
+            entry.refreshing = false;
+            match fetched {
+                Ok(mut observations) if !observations.is_empty() => {
+                    let observation = observations.swap_remove(0);
+                    entry.observation = Some((observation, Instant::now(), Utc::now().naive_utc()));
+                    entry.failed_at = None;
+                }
+                Ok(_) => entry.failed_at = Some((Instant::now(), "malformed")),
+                Err(error) => entry.failed_at = Some((Instant::now(), error.kind())),
+            }
         })
     }
 }

@@ -80,16 +80,28 @@ impl PanelSource {
         view.data.ok_or(StoreError::NotReadYet)
     }
 
+    /// Which read recent listings are answered from: `Ok(None)` when the
+    /// last read failed or none finished yet (the database answers), the
+    /// error a query would give during an outage.
+    pub async fn listing_read(&self) -> Result<Option<u64>, StoreError> {
+        let view = self.current().await;
+        if let Some(since) = view.outage_since {
+            return Err(StoreError::Unreachable(since));
+        }
+        Ok((!view.failed && view.data.is_some()).then_some(view.read))
+    }
+
     /// The first `count` readings of the listing `filter` selects, newest
-    /// first, after the reading `after_id`: from the last read when it holds
-    /// the whole answer (`Ok(None)` when it does not, or may not: the caller
-    /// asks the database). During an outage, the error a query would give.
+    /// first, after the reading `after_id`, and the read they come from:
+    /// from memory when the last read holds the whole answer (`Ok(None)`
+    /// when it does not, or may not: the caller asks the database). During
+    /// an outage, the error a query would give.
     pub async fn listing(
         &self,
         filter: &ReadingFilter,
         after_id: Option<u64>,
         count: usize,
-    ) -> Result<Option<Vec<Reading>>, StoreError> {
+    ) -> Result<Option<(u64, Vec<Reading>)>, StoreError> {
         let view = self.current().await;
         if let Some(since) = view.outage_since {
             return Err(StoreError::Unreachable(since));
@@ -101,7 +113,8 @@ impl PanelSource {
             .data
             .as_ref()
             .and_then(|data| data.window_for(filter))
-            .and_then(|window| window.page(filter, after_id, count)))
+            .and_then(|window| window.page(filter, after_id, count))
+            .map(|rows| (view.read, rows)))
     }
 
     /// Only at start: waits for the reader's first attempt, so the first

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::api::RecentReplies;
 use crate::live_weather::LiveWeather;
 use crate::metrics::Metrics;
 use crate::page_cache::PageCache;
@@ -15,6 +16,7 @@ pub struct AppState {
     pub database: Database,
     pub panel: PanelSource,
     pub pages: PageCache,
+    pub recent_replies: RecentReplies,
     pub weather: LiveWeather,
     pub metrics: Arc<Metrics>,
 }

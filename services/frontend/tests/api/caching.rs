@@ -191,3 +191,62 @@ async fn during_an_outage_the_page_is_the_degraded_one() {
     }
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn readings_pages_join_the_panels_window_and_the_database_seamlessly() {
+    let app = spawn_app().await;
+    // More than the window holds (1,001 per city), one a tick.
+    let total = 1_100;
+    let readings: Vec<_> = (0..total)
+        .map(|tick| {
+            reading(
+                "Cali",
+                seconds_ago(15 * (tick + 1)),
+                20.0,
+                70,
+                Source::OpenMeteo,
+            )
+        })
+        .collect();
+    app.insert(&readings).await;
+
+    // The first page lies within the window (answered from memory), the
+    // second reaches past it (answered by the database).
+    let (status, first) = app.get_json("/api/readings?city=Cali&limit=1000").await;
+    assert_eq!(status, 200, "{first}");
+    let again = app
+        .get("/api/readings?city=Cali&limit=1000")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&again).unwrap(),
+        first,
+        "the same query, the same reply"
+    );
+    let cursor = first["next_before_id"].as_u64().expect("a next page");
+    let (status, second) = app
+        .get_json(&format!(
+            "/api/readings?city=Cali&limit=1000&before_id={cursor}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert!(
+        second["next_before_id"].is_null(),
+        "{}",
+        second["next_before_id"]
+    );
+
+    let ticks: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["readings"].as_array().unwrap())
+        .map(|row| row["fecha_registro"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ticks.len(), total as usize, "every reading exactly once");
+    assert!(
+        ticks.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first, across the two pages"
+    );
+    app.cleanup().await;
+}
