@@ -36,6 +36,26 @@ async fn fetch(
     )
 }
 
+/// A fresh reading of Cali at 24.0 °C.
+fn cali_now() -> telemetry_core::NewReading {
+    reading("Cali", seconds_ago(20), 24.0, 70, Source::OpenMeteo)
+}
+
+/// `body` as sent with `Content-Encoding: encoding`, decoded.
+fn decode(encoding: Option<&str>, body: Vec<u8>) -> Vec<u8> {
+    let mut decoded = Vec::new();
+    match encoding {
+        Some("br") => brotli::BrotliDecompress(&mut &body[..], &mut decoded).unwrap(),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut decoded)
+                .unwrap();
+        }
+        _ => return body,
+    }
+    decoded
+}
+
 /// The render an ETag names, without its coding suffix.
 fn digest(etag: &str) -> &str {
     etag.trim_matches('"').split('-').next().unwrap()
@@ -44,14 +64,7 @@ fn digest(etag: &str) -> &str {
 #[tokio::test]
 async fn a_conditional_request_for_the_current_version_gets_304_without_a_body() {
     let app = spawn_app().await;
-    app.insert(&[reading(
-        "Cali",
-        seconds_ago(20),
-        24.0,
-        70,
-        Source::OpenMeteo,
-    )])
-    .await;
+    app.insert(&[cali_now()]).await;
     // The page changes with every background read (once a second here), so
     // ask again until the second request lands in the same version.
     let (status, body) = eventually("a 304 for the current version", PATIENCE, POLL, || async {
@@ -73,14 +86,7 @@ async fn a_conditional_request_for_the_current_version_gets_304_without_a_body()
 #[tokio::test]
 async fn every_encoding_decodes_to_the_same_page() {
     let app = spawn_app().await;
-    app.insert(&[reading(
-        "Cali",
-        seconds_ago(20),
-        24.0,
-        70,
-        Source::OpenMeteo,
-    )])
-    .await;
+    app.insert(&[cali_now()]).await;
     let (plain, gzip, brotli) = eventually("three forms of one render", PATIENCE, POLL, || async {
         let plain = fetch(&app, "/fragment/panel", &[]).await;
         let gzip = fetch(
@@ -103,14 +109,8 @@ async fn every_encoding_decodes_to_the_same_page() {
     assert_eq!(gzip.2.as_deref(), Some("gzip"));
     assert_eq!(brotli.2.as_deref(), Some("br"));
     assert!(plain.1 != gzip.1 && gzip.1 != brotli.1, "one ETag per form");
-    let mut from_gzip = Vec::new();
-    flate2::read::GzDecoder::new(&gzip.3[..])
-        .read_to_end(&mut from_gzip)
-        .unwrap();
-    let mut from_brotli = Vec::new();
-    brotli::BrotliDecompress(&mut &brotli.3[..], &mut from_brotli).unwrap();
-    assert_eq!(from_gzip, plain.3);
-    assert_eq!(from_brotli, plain.3);
+    assert_eq!(decode(gzip.2.as_deref(), gzip.3), plain.3);
+    assert_eq!(decode(brotli.2.as_deref(), brotli.3), plain.3);
     assert!(String::from_utf8(plain.3).unwrap().contains("24.0 °C"));
     app.cleanup().await;
 }
@@ -170,21 +170,7 @@ async fn during_an_outage_the_page_is_the_degraded_one() {
         .await;
         assert_eq!(status, 200, "{coding}: the healthy version is not current");
         assert_ne!(etag, healthy);
-        let html = match encoding.as_deref() {
-            Some("br") => {
-                let mut html = Vec::new();
-                brotli::BrotliDecompress(&mut &body[..], &mut html).unwrap();
-                html
-            }
-            Some("gzip") => {
-                let mut html = Vec::new();
-                flate2::read::GzDecoder::new(&body[..])
-                    .read_to_end(&mut html)
-                    .unwrap();
-                html
-            }
-            _ => body,
-        };
+        let html = decode(encoding.as_deref(), body);
         let html = String::from_utf8(html).unwrap();
         assert!(html.contains("Database unreachable since"), "{coding}");
         assert!(html.contains("24.2 °C"), "{coding}: last known data");
