@@ -26,7 +26,8 @@ cd "$ROOT"
 # and docker-compose so they behave the same.
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
-RELEASE_DIR=${RELEASE_DIR:-$ROOT/target/release}
+# Where cargo put the release binaries (it honours CARGO_TARGET_DIR too).
+RELEASE_DIR=${RELEASE_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 TAG=${IMAGE_TAG:-latest}
 SERVICES=(sensor-simulator backup-worker frontend)
 RUNTIME_BASE_IMAGE=${RUNTIME_BASE_IMAGE:-telemetria/runtime-base:latest}

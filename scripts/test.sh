@@ -44,12 +44,13 @@ log "images"
 # WITH_TEST_BASES: the two-site tests' WAN router base too, built alongside
 # the stack's bases (test-only, see docker/wan-router.Dockerfile).
 WITH_TEST_BASES=1 scripts/build-images.sh
-mkdir -p dist && cp target/release/open-meteo-stub dist/
+release=${CARGO_TARGET_DIR:-target}/release
+mkdir -p dist && cp "$release/open-meteo-stub" dist/
 docker build -q -f docker/service.Dockerfile --target dist \
     --build-arg BIN=open-meteo-stub --build-arg RUNTIME_BASE="${RUNTIME_BASE_IMAGE:-telemetria/runtime-base:latest}" \
     -t telemetria/open-meteo-stub:latest . >/dev/null
 # The two-site tests' WAN router: our latency relay on the router base.
-cp target/release/wan-relay dist/
+cp "$release/wan-relay" dist/
 docker build -q -f docker/wan-router.Dockerfile -t telemetria/wan-router:latest . >/dev/null
 
 # Unit and integration tests (a fresh database per test on the throwaway

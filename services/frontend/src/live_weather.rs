@@ -29,6 +29,14 @@ pub struct LiveReport {
     pub error: Option<&'static str>,
 }
 
+/// What a city's live weather shows, in brief.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeatherVersion {
+    pub fetched_at: Option<NaiveDateTime>,
+    pub outdated: bool,
+    pub error: Option<&'static str>,
+}
+
 #[derive(Default)]
 struct Entry {
     observation: Option<(Observation, Instant, NaiveDateTime)>,
@@ -93,6 +101,41 @@ impl LiveWeather {
     /// page never waits for the API; only the very first ask for a city,
     /// with nothing to show yet, waits for that request.
     pub async fn report(&self, city: &str) -> Option<LiveReport> {
+        self.refreshed(city).await?;
+        self.held(city)
+    }
+
+    /// What is held for `city` now, without asking Open-Meteo or counting
+    /// a cache lookup: for rendering what [`version`](Self::version) saw.
+    pub fn held(&self, city: &str) -> Option<LiveReport> {
+        let (city, entry) = self.shared.entries.get(city)?;
+        let entry = entry.lock().expect("weather cache lock");
+        Some(LiveReport {
+            city: city.clone(),
+            observation: entry
+                .observation
+                .as_ref()
+                .map(|(observation, _, _)| observation.clone()),
+            fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
+            outdated: self.outdated(&entry),
+            error: entry.failed_at.map(|(_, kind)| kind),
+        })
+    }
+
+    /// What [`report`](Self::report) would show, in brief, without copying
+    /// it: the page cache compares this to decide whether to render again.
+    pub async fn version(&self, city: &str) -> Option<WeatherVersion> {
+        let entry = self.refreshed(city).await?;
+        let entry = entry.lock().expect("weather cache lock");
+        Some(WeatherVersion {
+            fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
+            outdated: self.outdated(&entry),
+            error: entry.failed_at.map(|(_, kind)| kind),
+        })
+    }
+
+    /// The city's entry, after starting a refresh if one is due.
+    async fn refreshed(&self, city: &str) -> Option<&Mutex<Entry>> {
         let shared = &self.shared;
         let (city, entry) = shared.entries.get(city)?;
         let refresh = {
@@ -116,19 +159,13 @@ impl LiveWeather {
                 }
             }
         }
-        let entry = entry.lock().expect("weather cache lock");
-        let outdated =
-            matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() >= shared.ttl);
-        Some(LiveReport {
-            city: city.clone(),
-            observation: entry
-                .observation
-                .as_ref()
-                .map(|(observation, _, _)| observation.clone()),
-            fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
-            outdated,
-            error: entry.failed_at.map(|(_, kind)| kind),
-        })
+        Some(entry)
+    }
+
+    /// The held observation is older than the cache period (refreshing it
+    /// failed, or is under way).
+    fn outdated(&self, entry: &Entry) -> bool {
+        matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() >= self.shared.ttl)
     }
 
     /// Asks Open-Meteo for `city` and records the answer in its entry.

@@ -17,17 +17,19 @@ use std::io::Write;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderValue};
 use actix_web::web::Bytes;
 use chrono::NaiveDateTime;
+
+use crate::live_weather::WeatherVersion;
 
 /// The two forms of the panel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PageKind {
     /// `GET /`: the whole page.
-    Page,
+    Page = 0,
     /// `GET /fragment/panel`: the part panel.js refreshes.
-    Fragment,
+    Fragment = 1,
 }
 
 /// What a render shows; a cached render stands while this is unchanged.
@@ -37,17 +39,16 @@ pub struct Version {
     pub read: u64,
     pub outage_since: Option<NaiveDateTime>,
     pub failed: bool,
-    /// The live weather shown: when it was fetched, whether it is outdated,
-    /// and the kind of the last failure.
-    pub weather: Option<(Option<NaiveDateTime>, bool, Option<&'static str>)>,
+    /// The live weather shown.
+    pub weather: Option<WeatherVersion>,
 }
 
 /// A content coding the panel serves its pages in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    Identity,
-    Gzip,
-    Brotli,
+    Identity = 0,
+    Gzip = 1,
+    Brotli = 2,
 }
 
 impl Encoding {
@@ -101,9 +102,9 @@ pub struct Rendered {
     version: Version,
     rendered_at: Instant,
     identity: Bytes,
-    /// Hash of `identity`: the strong `ETag` of each form is this plus the
-    /// coding, so no two forms share one.
-    digest: u64,
+    /// The strong `ETag` of each form, by [`Encoding`]: a hash of the page
+    /// plus the coding, so no two forms share one.
+    etags: [HeaderValue; 3],
     gzip: OnceLock<Bytes>,
     brotli: OnceLock<Bytes>,
 }
@@ -112,10 +113,18 @@ impl Rendered {
     fn new(version: Version, html: String) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         html.hash(&mut hasher);
+        let digest = hasher.finish();
+        let etags = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli].map(|encoding| {
+            let etag = match encoding.header_value() {
+                None => format!("\"{digest:016x}\""),
+                Some(coding) => format!("\"{digest:016x}-{coding}\""),
+            };
+            HeaderValue::from_str(&etag).expect("hex and a coding name")
+        });
         Self {
             version,
             rendered_at: Instant::now(),
-            digest: hasher.finish(),
+            etags,
             identity: Bytes::from(html),
             gzip: OnceLock::new(),
             brotli: OnceLock::new(),
@@ -132,18 +141,16 @@ impl Rendered {
     }
 
     /// The strong validator of the page in `encoding`, quoted.
-    pub fn etag(&self, encoding: Encoding) -> String {
-        match encoding.header_value() {
-            None => format!("\"{:016x}\"", self.digest),
-            Some(coding) => format!("\"{:016x}-{coding}\"", self.digest),
-        }
+    pub fn etag(&self, encoding: Encoding) -> &HeaderValue {
+        &self.etags[encoding as usize]
     }
 }
 
 /// The latest render of each page.
 pub struct PageCache {
     max_age: Duration,
-    pages: HashMap<(String, PageKind), Slot>,
+    /// Per city: the whole page, then the fragment (by [`PageKind`]).
+    pages: HashMap<String, [Slot; 2]>,
 }
 
 #[derive(Default)]
@@ -158,12 +165,16 @@ impl PageCache {
     pub fn new(cities: &[String], max_age: Duration) -> Self {
         let pages = cities
             .iter()
-            .flat_map(|city| {
-                [PageKind::Page, PageKind::Fragment]
-                    .map(|kind| ((city.clone(), kind), Slot::default()))
-            })
+            .map(|city| (city.clone(), Default::default()))
             .collect();
         Self { max_age, pages }
+    }
+
+    /// The render of `kind` for `city` at `version`, if the cached one still
+    /// stands. `None` also for a city that is not configured.
+    pub fn standing(&self, city: &str, kind: PageKind, version: Version) -> Option<Arc<Rendered>> {
+        self.slot(city, kind)
+            .and_then(|slot| self.standing_in(slot, version))
     }
 
     /// The render of `kind` for `city` at `version`: the cached one if it
@@ -176,12 +187,12 @@ impl PageCache {
         version: Version,
         render: impl FnOnce() -> String,
     ) -> Option<Arc<Rendered>> {
-        let slot = self.pages.get(&(city.to_owned(), kind))?;
-        if let Some(rendered) = self.standing(slot, version) {
+        let slot = self.slot(city, kind)?;
+        if let Some(rendered) = self.standing_in(slot, version) {
             return Some(rendered);
         }
         let _rendering = slot.rendering.lock().await;
-        if let Some(rendered) = self.standing(slot, version) {
+        if let Some(rendered) = self.standing_in(slot, version) {
             return Some(rendered);
         }
         let rendered = Arc::new(Rendered::new(version, render()));
@@ -189,7 +200,11 @@ impl PageCache {
         Some(rendered)
     }
 
-    fn standing(&self, slot: &Slot, version: Version) -> Option<Arc<Rendered>> {
+    fn slot(&self, city: &str, kind: PageKind) -> Option<&Slot> {
+        self.pages.get(city).map(|slots| &slots[kind as usize])
+    }
+
+    fn standing_in(&self, slot: &Slot, version: Version) -> Option<Arc<Rendered>> {
         let current = slot.current.read().expect("page cache lock");
         current
             .as_ref()
@@ -202,7 +217,8 @@ impl PageCache {
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks
 /// for this header), or is `*`.
-pub fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+pub fn matches_etag(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let etag = etag.to_str().unwrap_or_default();
     headers
         .get_all(actix_web::http::header::IF_NONE_MATCH)
         .filter_map(|value| value.to_str().ok())
@@ -262,14 +278,14 @@ mod tests {
 
     #[test]
     fn if_none_match_compares_weakly_and_takes_lists_and_any() {
-        let etag = "\"00000000000000ff-br\"";
-        let matches = |value| matches_etag(&headers("if-none-match", value), etag);
+        let etag = HeaderValue::from_static("\"00000000000000ff-br\"");
+        let matches = |value| matches_etag(&headers("if-none-match", value), &etag);
         assert!(matches("\"00000000000000ff-br\""));
         assert!(matches("W/\"00000000000000ff-br\""));
         assert!(matches("\"x\", \"00000000000000ff-br\""));
         assert!(matches("*"));
         assert!(!matches("\"00000000000000ff\""));
-        assert!(!matches_etag(&HeaderMap::new(), etag));
+        assert!(!matches_etag(&HeaderMap::new(), &etag));
     }
 
     #[test]
@@ -296,7 +312,7 @@ mod tests {
             .unwrap();
         assert_eq!(unbrotlied, page.as_bytes());
         let etags = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli]
-            .map(|encoding| rendered.etag(encoding));
+            .map(|encoding| rendered.etag(encoding).clone());
         assert!(etags[0] != etags[1] && etags[1] != etags[2] && etags[0] != etags[2]);
     }
 }

@@ -42,44 +42,48 @@ async fn serve_page(
     let selected = selected_city(request.query_string(), state)?;
     // The page's data is the background reader's last snapshot, its charts
     // already drawn: only the live weather may have to be fetched.
-    let (panel, weather) = tokio::join!(state.panel.current(), state.weather.report(&selected));
+    let (panel, weather) = tokio::join!(state.panel.current(), state.weather.version(selected));
     let version = Version {
         read: panel.read,
         outage_since: panel.outage_since,
         failed: panel.failed,
-        weather: weather
-            .as_ref()
-            .map(|report| (report.fetched_at, report.outdated, report.error)),
+        weather,
     };
-    let render = || {
-        let ctx = PageContext {
-            settings: &state.settings,
-            now: now_utc(),
-            view: &panel,
-            weather: weather.as_ref(),
-            selected: &selected,
-        };
-        match kind {
-            PageKind::Page => render::page(&ctx),
-            PageKind::Fragment => render::panel(&ctx),
+    let rendered = match state.pages.standing(selected, kind, version) {
+        Some(rendered) => rendered,
+        None => {
+            let weather = state.weather.held(selected);
+            let render = || {
+                let ctx = PageContext {
+                    settings: &state.settings,
+                    now: now_utc(),
+                    view: &panel,
+                    weather: weather.as_ref(),
+                    selected,
+                };
+                match kind {
+                    PageKind::Page => render::page(&ctx),
+                    PageKind::Fragment => render::panel(&ctx),
+                }
+                .into_string()
+            };
+            state
+                .pages
+                .get(selected, kind, version, render)
+                .await
+                .ok_or(PageError::NotFound)?
         }
-        .into_string()
     };
-    let rendered = state
-        .pages
-        .get(&selected, kind, version, render)
-        .await
-        .ok_or(PageError::NotFound)?;
     let encoding = Encoding::negotiate(request.headers());
     let etag = rendered.etag(encoding);
-    let not_modified = matches_etag(request.headers(), &etag);
+    let not_modified = matches_etag(request.headers(), etag);
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, etag))
+        .insert_header((header::ETAG, etag.clone()))
         .insert_header((header::VARY, "Accept-Encoding"))
         // Stored, but checked again before each use: a copy is never shown
         // as current without the server saying it still is.
@@ -97,13 +101,17 @@ async fn serve_page(
 
 /// The page ignores parameters it does not know (tracking tags and the like);
 /// a city it does not know is an error, not a silent switch to another.
-fn selected_city(query_string: &str, state: &AppState) -> Result<String, PageError> {
+fn selected_city<'a>(query_string: &str, state: &'a AppState) -> Result<&'a str, PageError> {
     match query::lenient::<PageParams>(query_string).city {
-        None => Ok(state.city_names[0].clone()),
-        Some(city) if state.city_names.contains(&city) => Ok(city),
-        Some(_) => Err(PageError::UnknownCity {
-            shown: state.city_names.clone(),
-        }),
+        None => Ok(&state.city_names[0]),
+        Some(city) => state
+            .city_names
+            .iter()
+            .find(|name| **name == city)
+            .map(String::as_str)
+            .ok_or_else(|| PageError::UnknownCity {
+                shown: state.city_names.clone(),
+            }),
     }
 }
 
