@@ -96,10 +96,11 @@ pub async fn readings(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ReadingsQuery {
-        filter,
+        mut filter,
         limit,
         before_id,
     } = query::strict::<ReadingsParams>(request.query_string())?.try_into()?;
+    canonical_city(&state, &mut filter);
     // A query asked again before the next read gets the same bytes.
     let query_string = request.query_string();
     if let Some(read) = state.panel.listing_read().await? {
@@ -129,6 +130,14 @@ pub async fn readings(
         state.recent_replies.put(read, query_string, body.clone());
     }
     Ok(json_reply(body))
+}
+
+/// A configured city as configured (`Bogota` is Bogotá); another name is
+/// left as typed, and matches what the database's collation matches.
+fn canonical_city(state: &AppState, filter: &mut ReadingFilter) {
+    if let Some(city) = filter.city.as_deref().and_then(|typed| state.city(typed)) {
+        filter.city = Some(city.to_owned());
+    }
 }
 
 /// The body of a `/api/readings` page; `rows` holds one more than `limit`
@@ -223,7 +232,11 @@ pub async fn weather(
 ) -> Result<HttpResponse, ApiError> {
     let WeatherQuery { city } =
         query::strict::<WeatherParams>(request.query_string())?.try_into()?;
-    let Some(report) = state.weather.report(&city).await else {
+    let Some(report) = state
+        .weather
+        .report(state.city(&city).unwrap_or(&city))
+        .await
+    else {
         return Err(ParamError::new(
             "city",
             format!("unknown city; known: {}", state.city_names.join(", ")),
@@ -258,6 +271,7 @@ pub async fn readings_csv(
 ) -> Result<HttpResponse, ApiError> {
     let mut filter: ReadingFilter =
         query::strict::<CsvParams>(request.query_string())?.try_into()?;
+    canonical_city(&state, &mut filter);
     let until = filter
         .until
         .unwrap_or_else(|| now_utc() + TimeDelta::seconds(1));

@@ -104,14 +104,9 @@ async fn serve_page(
 fn selected_city<'a>(query_string: &str, state: &'a AppState) -> Result<&'a str, PageError> {
     match query::lenient::<PageParams>(query_string).city {
         None => Ok(&state.city_names[0]),
-        Some(city) => state
-            .city_names
-            .iter()
-            .find(|name| **name == city)
-            .map(String::as_str)
-            .ok_or_else(|| PageError::UnknownCity {
-                shown: state.city_names.clone(),
-            }),
+        Some(city) => state.city(&city).ok_or_else(|| PageError::UnknownCity {
+            shown: state.city_names.clone(),
+        }),
     }
 }
 

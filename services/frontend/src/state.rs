@@ -20,3 +20,10 @@ pub struct AppState {
     pub weather: LiveWeather,
     pub metrics: Arc<Metrics>,
 }
+
+impl AppState {
+    /// The configured city `typed` names, accents and case aside.
+    pub fn city(&self, typed: &str) -> Option<&str> {
+        telemetry_core::weather::canonical_city(&self.city_names, typed)
+    }
+}

@@ -63,6 +63,36 @@ impl City {
     }
 }
 
+/// `typed` as one of `names`, the way people type city names: the seed
+/// spells them without accents (`Bogota`, `Medellin`), and case does not
+/// matter. Stored and shown names stay the configured ones.
+pub fn canonical_city<'a>(names: &'a [String], typed: &str) -> Option<&'a str> {
+    names
+        .iter()
+        .find(|name| *name == typed)
+        .or_else(|| {
+            let key = city_key(typed);
+            names.iter().find(|name| city_key(name) == key)
+        })
+        .map(String::as_str)
+}
+
+/// Lower case, without the accents of Spanish (á é í ó ú ü ñ).
+fn city_key(name: &str) -> String {
+    name.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'á' | 'à' | 'ä' | 'â' => 'a',
+            'é' | 'è' | 'ë' | 'ê' => 'e',
+            'í' | 'ì' | 'ï' | 'î' => 'i',
+            'ó' | 'ò' | 'ö' | 'ô' => 'o',
+            'ú' | 'ù' | 'ü' | 'û' => 'u',
+            'ñ' => 'n',
+            other => other,
+        })
+        .collect()
+}
+
 /// The seed's seven Colombian cities (coordinates of each city centre).
 pub fn default_cities() -> Vec<City> {
     vec![
@@ -451,6 +481,17 @@ fn observation(location: LocationReply) -> Result<Observation, WeatherError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cities_are_found_as_people_type_them() {
+        let names: Vec<String> = default_cities().into_iter().map(|city| city.name).collect();
+        assert_eq!(canonical_city(&names, "Bogotá"), Some("Bogotá"));
+        assert_eq!(canonical_city(&names, "Bogota"), Some("Bogotá"));
+        assert_eq!(canonical_city(&names, "MEDELLIN"), Some("Medellín"));
+        assert_eq!(canonical_city(&names, "cali"), Some("Cali"));
+        assert_eq!(canonical_city(&names, "Atlantis"), None);
+        assert_eq!(canonical_city(&names, "Bogot"), None);
+    }
 
     const ONE: &str = include_str!("../tests/fixtures/current-one.json");
     const MANY: &str = include_str!("../tests/fixtures/current-many.json");

@@ -317,3 +317,29 @@ async fn hostile_input_never_gets_a_5xx_or_sql_text() {
 fn urlencode(value: &str) -> String {
     value.replace(':', "%3A").replace('+', "%2B")
 }
+
+#[tokio::test]
+async fn cities_are_found_as_people_type_them() {
+    let app = spawn_app().await;
+    app.insert(&[reading("Bogotá", seconds_ago(20), 14.0, 80, Source::OpenMeteo)])
+        .await;
+
+    let (status, json) = app.get_json("/api/readings?city=Bogota").await;
+    assert_eq!(status, 200, "{json}");
+    let rows = json["readings"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["ciudad"], "Bogotá", "stored names stay canonical");
+
+    let (status, json) = app.get_json("/api/weather?city=medellin").await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["city"], "Medellín");
+
+    let (status, html) = app.get_text("/?city=BOGOTA").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Live weather · Bogotá"), "{html}");
+
+    let (status, csv) = app.get_text("/api/readings.csv?city=bogota").await;
+    assert_eq!(status, 200);
+    assert!(csv.contains(",Bogotá,14"), "{csv}");
+    app.cleanup().await;
+}
