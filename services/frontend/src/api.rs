@@ -209,11 +209,16 @@ pub async fn cities(
         .latest
         .iter()
         .map(|(city, reading)| {
-            let Freshness { age_secs, stale } = Freshness::of(reading.as_ref(), now, stale_after);
+            let Freshness {
+                age_secs,
+                observation_age_secs,
+                stale,
+            } = Freshness::of(reading.as_ref(), now, stale_after);
             json!({
                 "ciudad": city,
                 "latest": reading,
                 "age_seconds": age_secs,
+                "observation_age_seconds": observation_age_secs,
                 "stale": stale,
             })
         })

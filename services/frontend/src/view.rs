@@ -73,15 +73,32 @@ impl DrawnCharts {
 pub struct Freshness {
     /// Seconds since the reading's tick; `None` without a reading.
     pub age_secs: Option<i64>,
-    /// No reading, or one older than `panel.stale_after_secs`.
+    /// Seconds since the observation the reading carries was made (the
+    /// API's own time); `None` for readings without one (simulated).
+    pub observation_age_secs: Option<i64>,
+    /// No reading, one whose tick is older than `panel.stale_after_secs`
+    /// (the sensor stopped), or one whose observation is older than
+    /// [`OBSERVATION_STALE_SECS`] (the API stopped answering).
     pub stale: bool,
 }
 
+/// Open-Meteo's current weather changes every 15 minutes; an observation
+/// older than two of those intervals is one the API should have replaced.
+pub const OBSERVATION_STALE_SECS: i64 = 2 * 15 * 60;
+
 impl Freshness {
     pub fn of(reading: Option<&Reading>, now: NaiveDateTime, stale_after_secs: u64) -> Self {
-        let age_secs =
-            reading.map(|reading| (now - reading.reading.fecha_registro).num_seconds().max(0));
-        let stale = age_secs.is_none_or(|age| age as u64 > stale_after_secs);
-        Self { age_secs, stale }
+        let since = |at: NaiveDateTime| (now - at).num_seconds().max(0);
+        let age_secs = reading.map(|reading| since(reading.reading.fecha_registro));
+        let observation_age_secs = reading
+            .and_then(|reading| reading.reading.observed_at)
+            .map(since);
+        let stale = age_secs.is_none_or(|age| age as u64 > stale_after_secs)
+            || observation_age_secs.is_some_and(|age| age > OBSERVATION_STALE_SECS);
+        Self {
+            age_secs,
+            observation_age_secs,
+            stale,
+        }
     }
 }

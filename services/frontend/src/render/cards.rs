@@ -11,8 +11,11 @@ use crate::view::{Freshness, PageContext};
 /// A city's latest reading: its values, its age, and where it came from.
 pub fn city_card(city: &str, reading: Option<&Reading>, ctx: &PageContext) -> Markup {
     let zone = ctx.settings.zone();
-    let Freshness { age_secs, stale } =
-        Freshness::of(reading, ctx.now, ctx.settings.stale_after_secs);
+    let Freshness {
+        age_secs,
+        observation_age_secs,
+        stale,
+    } = Freshness::of(reading, ctx.now, ctx.settings.stale_after_secs);
     html! {
         article.card.city-card.stale[stale] {
             h3.card-title { (city) }
@@ -23,8 +26,20 @@ pub fn city_card(city: &str, reading: Option<&Reading>, ctx: &PageContext) -> Ma
                         span.metric.hum { (humidity(reading.reading.humedad)) }
                     }
                     p.age {
-                        time datetime=(iso_utc(reading.reading.fecha_registro)) title=(local_date_time(reading.reading.fecha_registro, zone)) {
-                            (age_text(age_secs.unwrap_or_default()))
+                        // The observation's own age when there is one: a
+                        // row stored 5 s ago may carry a 20-minute-old one.
+                        @match (reading.reading.observed_at, observation_age_secs) {
+                            (Some(observed), Some(age)) => {
+                                "observed "
+                                time datetime=(iso_utc(observed)) title=(format!("observed {}, stored {}", local_date_time(observed, zone), local_date_time(reading.reading.fecha_registro, zone))) {
+                                    (age_text(age))
+                                }
+                            }
+                            _ => {
+                                time datetime=(iso_utc(reading.reading.fecha_registro)) title=(local_date_time(reading.reading.fecha_registro, zone)) {
+                                    (age_text(age_secs.unwrap_or_default()))
+                                }
+                            }
                         }
                         @if stale { " " span.tag.tag-warn { "stale" } }
                     }

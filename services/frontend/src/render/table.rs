@@ -5,9 +5,11 @@ use chrono_tz::Tz;
 use maud::{html, Markup};
 use telemetry_core::{Reading, Source};
 
-use super::format::{humidity, iso_utc, local_date_time, temperature};
+use super::format::{humidity, iso_utc, local_date_time, local_time, temperature};
 
-/// The seed's table (its five columns, same names) plus where each row came from.
+/// The seed's table (its five columns, same names) plus the observation
+/// each row carries (consecutive rows of one observation are repeats of it)
+/// and where it came from.
 pub fn recent_table(readings: &[Reading], zone: Tz, node_name: &str) -> Markup {
     html! {
         div.card.table-wrap {
@@ -15,7 +17,7 @@ pub fn recent_table(readings: &[Reading], zone: Tz, node_name: &str) -> Markup {
                 thead {
                     tr {
                         th.num { "id" } th { "ciudad" } th.num { "temperatura" } th.num { "humedad" }
-                        th { "fecha_registro" } th { "origin" }
+                        th { "fecha_registro" } th { "observed" } th { "origin" }
                     }
                 }
                 tbody {
@@ -30,11 +32,19 @@ pub fn recent_table(readings: &[Reading], zone: Tz, node_name: &str) -> Markup {
                                     (local_date_time(reading.reading.fecha_registro, zone))
                                 }
                             }
+                            td {
+                                @match reading.reading.observed_at {
+                                    Some(observed) => {
+                                        time datetime=(iso_utc(observed)) { (local_time(observed, zone)) }
+                                    }
+                                    None => { span.muted { "—" } }
+                                }
+                            }
                             td.tags { (source_tag(reading.reading.source)) (node_tag(node_name)) }
                         }
                     }
                     @if readings.is_empty() {
-                        tr { td.muted colspan="6" { "No readings stored yet." } }
+                        tr { td.muted colspan="7" { "No readings stored yet." } }
                     }
                 }
             }

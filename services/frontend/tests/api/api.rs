@@ -321,8 +321,14 @@ fn urlencode(value: &str) -> String {
 #[tokio::test]
 async fn cities_are_found_as_people_type_them() {
     let app = spawn_app().await;
-    app.insert(&[reading("Bogotá", seconds_ago(20), 14.0, 80, Source::OpenMeteo)])
-        .await;
+    app.insert(&[reading(
+        "Bogotá",
+        seconds_ago(20),
+        14.0,
+        80,
+        Source::OpenMeteo,
+    )])
+    .await;
 
     let (status, json) = app.get_json("/api/readings?city=Bogota").await;
     assert_eq!(status, 200, "{json}");

@@ -201,3 +201,43 @@ async fn page_still_renders_when_open_meteo_fails() {
     assert_eq!(json["error"], "weather unavailable");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn ages_are_the_observations_ages() {
+    let app = spawn_app().await;
+    // Stored 5 s ago, from an observation 25 minutes old (Cali), and from
+    // one 40 minutes old (Pereira): the API stopped updating it.
+    let observed = |city, seconds| telemetry_core::NewReading {
+        observed_at: Some(seconds_ago(seconds)),
+        ..reading(city, seconds_ago(5), 24.0, 70, Source::OpenMeteo)
+    };
+    app.insert(&[observed("Cali", 25 * 60), observed("Pereira", 40 * 60)])
+        .await;
+
+    let (status, html) = app.get_text("/?city=Cali").await;
+    assert_eq!(status, 200);
+    let card = |city: &str| {
+        let title = html.find(&format!(">{city}</h3>")).unwrap();
+        let start = html[..title].rfind("<article").unwrap();
+        let end = title + html[title..].find("</article>").unwrap();
+        html[start..end].to_owned()
+    };
+    let cali = card("Cali");
+    assert!(cali.contains("observed <time") && cali.contains("25 min ago"), "{cali}");
+    assert!(!cali.contains("stale"), "{cali}");
+    let pereira = card("Pereira");
+    assert!(pereira.contains("40 min ago") && pereira.contains("stale"), "{pereira}");
+    assert!(html.contains("<th>observed</th>"), "the table shows each row's observation");
+
+    let (_, json) = app.get_json("/api/cities").await;
+    let cali = json["cities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|city| city["ciudad"] == "Cali")
+        .unwrap();
+    let age = cali["observation_age_seconds"].as_i64().unwrap();
+    assert!((25 * 60..25 * 60 + 30).contains(&age), "{cali}");
+    assert!(cali["age_seconds"].as_i64().unwrap() < 60, "{cali}");
+    app.cleanup().await;
+}
