@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use telemetry_core::settings::{
-    validate_cities, DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate,
-    WeatherSettings,
+    check_range, validate_cities, DatabaseSettings, HttpSettings, LogSettings, SettingsError,
+    Validate, WeatherSettings,
 };
 use telemetry_core::weather::{default_cities, City};
 
@@ -106,20 +106,8 @@ impl Validate for Settings {
                 "must be at least 1",
             ));
         }
-        if !(1..=3600).contains(&panel.refresh_secs) {
-            return Err(SettingsError::invalid(
-                "panel.refresh_secs",
-                panel.refresh_secs,
-                "must be 1-3600",
-            ));
-        }
-        if !(1..=3600).contains(&panel.data_refresh_secs) {
-            return Err(SettingsError::invalid(
-                "panel.data_refresh_secs",
-                panel.data_refresh_secs,
-                "must be 1-3600",
-            ));
-        }
+        check_range("panel.refresh_secs", panel.refresh_secs, 1..=3600)?;
+        check_range("panel.data_refresh_secs", panel.data_refresh_secs, 1..=3600)?;
         if panel.node_name.trim().is_empty() || panel.node_name.chars().count() > 64 {
             return Err(SettingsError::invalid(
                 "panel.node_name",

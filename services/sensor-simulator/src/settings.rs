@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use telemetry_core::settings::{
-    validate_cities, DatabaseSettings, HttpSettings, LogSettings, SettingsError, Validate,
-    WeatherSettings,
+    check_range, validate_cities, DatabaseSettings, HttpSettings, LogSettings, SettingsError,
+    Validate, WeatherSettings,
 };
 use telemetry_core::weather::{default_cities, City};
 use telemetry_core::Source;
@@ -180,20 +180,12 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
         let sensor = &self.sensor;
-        if !(1..=86_400).contains(&sensor.interval_secs) {
-            return Err(SettingsError::invalid(
-                "sensor.interval_secs",
-                sensor.interval_secs,
-                "must be 1-86400",
-            ));
-        }
-        if !(1..=86_400).contains(&sensor.fetch_backoff_max_secs) {
-            return Err(SettingsError::invalid(
-                "sensor.fetch_backoff_max_secs",
-                sensor.fetch_backoff_max_secs,
-                "must be 1-86400",
-            ));
-        }
+        check_range("sensor.interval_secs", sensor.interval_secs, 1..=86_400)?;
+        check_range(
+            "sensor.fetch_backoff_max_secs",
+            sensor.fetch_backoff_max_secs,
+            1..=86_400,
+        )?;
         validate_cities("sensor", &sensor.cities)?;
         self.weather.validate()?;
         self.validate_budget()?;

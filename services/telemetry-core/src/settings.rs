@@ -55,6 +55,23 @@ impl SettingsError {
     }
 }
 
+/// Checks that `value`, the setting `key`, lies within `range`; the error
+/// names both, as every settings error does.
+pub fn check_range(
+    key: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<(), SettingsError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(SettingsError::invalid(
+        key,
+        value,
+        format!("must be {}-{}", range.start(), range.end()),
+    ))
+}
+
 /// Implemented by each service's settings: checks that types alone cannot.
 pub trait Validate {
     fn validate(&self) -> Result<(), SettingsError>;
@@ -195,13 +212,7 @@ impl WeatherSettings {
                 "must be at least 1",
             ));
         }
-        if !(1..=86_400).contains(&self.cache_secs) {
-            return Err(SettingsError::invalid(
-                "weather.cache_secs",
-                self.cache_secs,
-                "must be 1-86400",
-            ));
-        }
+        check_range("weather.cache_secs", self.cache_secs, 1..=86_400)?;
         if self.daily_budget == 0 {
             return Err(SettingsError::invalid(
                 "weather.daily_budget",

@@ -223,11 +223,20 @@ async fn ages_are_the_observations_ages() {
         html[start..end].to_owned()
     };
     let cali = card("Cali");
-    assert!(cali.contains("observed <time") && cali.contains("25 min ago"), "{cali}");
+    assert!(
+        cali.contains("observed <time") && cali.contains("25 min ago"),
+        "{cali}"
+    );
     assert!(!cali.contains("stale"), "{cali}");
     let pereira = card("Pereira");
-    assert!(pereira.contains("40 min ago") && pereira.contains("stale"), "{pereira}");
-    assert!(html.contains("<th>observed</th>"), "the table shows each row's observation");
+    assert!(
+        pereira.contains("40 min ago") && pereira.contains("stale"),
+        "{pereira}"
+    );
+    assert!(
+        html.contains("<th>observed</th>"),
+        "the table shows each row's observation"
+    );
 
     let (_, json) = app.get_json("/api/cities").await;
     let cali = json["cities"]
