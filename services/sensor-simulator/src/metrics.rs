@@ -1,10 +1,18 @@
 //! What the sensor exports on `/metrics` and shows on `/healthz`.
 
+use std::sync::Mutex;
+
 use telemetry_core::metrics::{Counter, CounterVec, Exposition, Gauge};
 use telemetry_core::ops::Observable;
 
 #[derive(Default)]
 pub struct Metrics {
+    /// Set while the database refuses the sensor's writes for a reason
+    /// waiting will not fix (access denied, no such table or column, a value
+    /// too long): readings wait in the spool, and `/healthz` says why.
+    pub database_problem: Mutex<Option<String>>,
+    /// Refused writes by the server's error code.
+    pub database_refusals: CounterVec<u16>,
     pub ticks: Counter,
     pub ticks_skipped: Counter,
     pub fetches: Counter,
@@ -28,12 +36,25 @@ pub struct Metrics {
     pub api_backoff_seconds: Gauge,
 }
 
+impl Metrics {
+    fn database_problem(&self) -> Option<String> {
+        self.database_problem.lock().expect("health lock").clone()
+    }
+}
+
 impl Observable for Metrics {
-    /// Alive and looping; the database may be down (that is what the spool
-    /// is for), which the body reports.
+    /// Unhealthy only while the database refuses the writes for a reason an
+    /// operator must fix; a database that is down is what the spool is for,
+    /// which the body reports.
+    fn healthy(&self) -> bool {
+        self.database_problem().is_none()
+    }
+
     fn health(&self) -> serde_json::Value {
+        let problem = self.database_problem();
         serde_json::json!({
-            "status": "ok",
+            "status": if problem.is_some() { "the database refuses the readings" } else { "ok" },
+            "database_error": problem,
             "spool_bytes": self.spool_bytes.get() as u64,
             "last_success_unix": self.last_success.get() as i64,
         })
@@ -81,6 +102,12 @@ impl Observable for Metrics {
                 "sensor_last_success_timestamp_seconds",
                 "Unix time of the last reading stored in the database.",
                 self.last_success.get(),
+            )
+            .counter_vec(
+                "sensor_database_refusals_total",
+                "Writes the database refused for a reason waiting will not fix, by the server's error code.",
+                "code",
+                &self.database_refusals,
             )
             .counter_vec(
                 "sensor_api_errors_total",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use mysql_async::Pool;
+use telemetry_core::database::DatabaseError;
 use telemetry_core::reading::insert_batch;
 use telemetry_core::service::StartupError;
 use telemetry_core::weather::City;
@@ -143,9 +144,7 @@ impl Sensor {
                     self.record_success();
                     return;
                 }
-                Err(error) => {
-                    tracing::warn!(message = "database write failed; spooling", %error, readings = readings.len());
-                }
+                Err(error) => self.database_failed(&error, readings.len()),
             }
             self.spool_readings(&readings);
         } else {
@@ -181,12 +180,8 @@ impl Sensor {
             .await
         {
             Ok(replayed) => replayed,
-            Err(ReplayError::Database(error)) if error.is_untrusted() => {
-                tracing::error!(message = "database server refused; spool kept", %error);
-                return;
-            }
             Err(ReplayError::Database(error)) => {
-                tracing::debug!(message = "database still unavailable; spool kept", %error);
+                self.database_failed(&error, 0);
                 return;
             }
             Err(ReplayError::Spool(error)) => {
@@ -216,6 +211,35 @@ impl Sensor {
 
     fn record_success(&self) {
         self.metrics.last_success.set(Utc::now().timestamp() as f64);
+        let mut problem = self.metrics.database_problem.lock().expect("health lock");
+        if problem.take().is_some() {
+            tracing::info!(message = "the database takes the readings again");
+        }
+    }
+
+    /// A write or a replay failed; the readings are in the spool. An outage
+    /// is what the spool is for; a refusal that waiting will not fix (access
+    /// denied, no such table or column, a value too long) is logged as an
+    /// error each time, counted by code, and makes `/healthz` answer 503
+    /// until a write succeeds again.
+    fn database_failed(&self, error: &DatabaseError, readings: usize) {
+        if error.is_untrusted() {
+            tracing::error!(message = "database server refused; readings kept in the spool", %error, readings);
+        } else if error.is_unavailable() {
+            tracing::warn!(message = "database unavailable; readings kept in the spool", %error, readings);
+        } else {
+            let code = error.server_code().unwrap_or_default();
+            self.metrics.database_refusals.increment(&code);
+            tracing::error!(
+                message = "the database refuses the readings; they wait in the spool until it is fixed",
+                code,
+                %error,
+                readings,
+                spool_bytes = self.spool.bytes(),
+            );
+            *self.metrics.database_problem.lock().expect("health lock") =
+                Some(format!("the database refuses the readings (server error {code}): {error}; they wait in the spool"));
+        }
     }
 }
 

@@ -70,6 +70,15 @@ impl DatabaseError {
         matches!(self, Self::Untrusted(_))
     }
 
+    /// The server's error code, when the server refused (1142: command
+    /// denied, 1146: no such table, 1406: data too long, …).
+    pub fn server_code(&self) -> Option<u16> {
+        match self {
+            Self::Driver(mysql_async::Error::Server(error)) => Some(error.code),
+            _ => None,
+        }
+    }
+
     /// True when the server could not be reached at all (as opposed to a
     /// query it refused): the caller may keep the data and try again later.
     pub fn is_unavailable(&self) -> bool {

@@ -77,3 +77,71 @@ async fn the_spool_survives_a_restart_and_is_replayed_by_the_next_process() {
     assert!(row_count(&db.pool).await >= 2 * CITIES as u64);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_refusal_waiting_will_not_fix_is_unhealthy_and_nothing_is_lost() {
+    use mysql_async::prelude::Queryable;
+
+    let db = TestDatabase::create().await;
+    let api = api_answering(&current_reply().0).await;
+    let sensor = RunningSensor::start(|spool| {
+        let mut settings = settings(&db.settings, &api.uri(), spool);
+        settings.sensor.interval_secs = TICK_SECS;
+        settings
+    });
+    let health = |port: u16| async move {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+    eventually("rows before the refusal", PATIENCE, POLL, || async {
+        (row_count(&db.pool).await >= CITIES as u64).then_some(())
+    })
+    .await;
+    assert_eq!(health(sensor.port).await.0, 200);
+
+    // The table is gone (as after a wrong migration): every write gets
+    // server error 1146, which no amount of waiting fixes.
+    let mut conn = db.pool.get_conn().await.unwrap();
+    conn.query_drop("RENAME TABLE mediciones TO mediciones_aside")
+        .await
+        .unwrap();
+    let (status, body) = eventually("/healthz says why", PATIENCE, POLL, || async {
+        let (status, body) = health(sensor.port).await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503);
+    let problem = body["database_error"].as_str().unwrap();
+    assert!(problem.contains("1146"), "{body}");
+    assert!(
+        sensor
+            .metric("sensor_database_refusals_total{code=\"1146\"}")
+            .await
+            >= 1.0,
+        "{}",
+        sensor.metrics().await
+    );
+    assert!(sensor.metric("sensor_readings_spooled_total").await >= CITIES as f64);
+
+    // Fixed: the spool goes in, and the sensor is healthy again by itself.
+    conn.query_drop("RENAME TABLE mediciones_aside TO mediciones")
+        .await
+        .unwrap();
+    eventually("healthy again, spool replayed", PATIENCE, POLL, || async {
+        let (status, _) = health(sensor.port).await;
+        (status == 200 && sensor.metric("sensor_spool_bytes").await == 0.0).then_some(())
+    })
+    .await;
+    drop(conn);
+    sensor.stop().await;
+    let ticks = assert_complete_ticks(&db.pool, TICK_SECS).await;
+    assert_eq!(
+        row_count(&db.pool).await,
+        (ticks * CITIES) as u64,
+        "nothing lost"
+    );
+    db.drop().await;
+}

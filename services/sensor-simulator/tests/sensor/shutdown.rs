@@ -121,7 +121,7 @@ fn sigterm_drains_and_exits_cleanly() {
     // A closed port: every store fails at once and goes to the spool.
     let closed_port = silent_database().local_addr().unwrap().port();
     let mut sensor = Sensor::start(closed_port);
-    sensor.wait_for_log("spooling");
+    sensor.wait_for_log("kept in the spool");
     sensor.signal("TERM");
     sensor.wait_for_log("\"signal\":\"SIGTERM\"");
     let status = sensor.exit_status(DRAIN_DEADLINE);
