@@ -385,9 +385,19 @@ impl<'a> Probe<'a> {
                     .problems
                     .push(format!("+{}: {error}", secs(since.elapsed()))),
             }
-            for path in ["/api/readings?limit=5", "/readyz", "/api/weather?city=Cali"] {
+            for path in [RECENT_READINGS, "/readyz", "/api/weather?city=Cali"] {
                 let status = self.status(path).await.unwrap_or(0);
-                *log.statuses.entry(format!("{path} {status}")).or_default() += 1;
+                // Recent readings come from the panel's last read, as the
+                // page does: the same window before the outage is noticed.
+                let key = if path == RECENT_READINGS
+                    && status == 200
+                    && since.elapsed() < PANEL_NOTICES_OUTAGE_WITHIN
+                {
+                    format!("{path} {status} {BEFORE_NOTICE}")
+                } else {
+                    format!("{path} {status}")
+                };
+                *log.statuses.entry(key).or_default() += 1;
             }
             let rest = every
                 .saturating_sub(round.elapsed())
@@ -411,6 +421,13 @@ pub type FullRow = (
     String,
     NaiveDateTime,
 );
+
+/// The API probe of an outage: recent readings, answered from the panel's
+/// last read.
+pub const RECENT_READINGS: &str = "/api/readings?limit=5";
+/// Marks a probe answered from the last read before the panel could have
+/// noticed the outage.
+pub const BEFORE_NOTICE: &str = "(last read, outage not yet noticed)";
 
 /// The panel reads the database in the background every
 /// `panel.data_refresh_secs` (5 s), each read bounded by
