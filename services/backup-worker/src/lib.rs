@@ -163,11 +163,12 @@ async fn wait_until_writable(
                 directory = %directory.display()
             );
         }
-        let writable = problem.is_none();
-        *metrics.directory_problem.lock().expect("health lock") =
-            problem.map(|problem| problem.to_string());
-        if writable {
-            return true;
+        match problem {
+            Some(problem) => metrics.directory_problem.set(problem.to_string()),
+            None => {
+                metrics.directory_problem.clear();
+                return true;
+            }
         }
         tokio::select! {
             () = &mut shutdown => return false,

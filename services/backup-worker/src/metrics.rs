@@ -1,10 +1,8 @@
 //! What the worker exports on `/metrics` and shows on `/healthz`.
 
-use std::sync::Mutex;
-
 use chrono::Utc;
 use telemetry_core::metrics::{Counter, Exposition, Gauge};
-use telemetry_core::ops::Observable;
+use telemetry_core::ops::{Observable, Problem};
 
 use crate::snapshot::{Manifest, SnapshotError};
 
@@ -12,7 +10,7 @@ use crate::snapshot::{Manifest, SnapshotError};
 pub struct Metrics {
     /// Set while the backup directory is not writable: no snapshot can be
     /// taken, and `/healthz` says why.
-    pub directory_problem: Mutex<Option<String>>,
+    pub directory_problem: Problem,
     pub snapshots: Counter,
     pub failures: Counter,
     pub rows: Counter,
@@ -38,19 +36,15 @@ impl Metrics {
             Err(_) => self.failures.increment(),
         }
     }
-
-    fn directory_problem(&self) -> Option<String> {
-        self.directory_problem.lock().expect("health lock").clone()
-    }
 }
 
 impl Observable for Metrics {
     fn healthy(&self) -> bool {
-        self.directory_problem().is_none()
+        self.directory_problem.get().is_none()
     }
 
     fn health(&self) -> serde_json::Value {
-        let problem = self.directory_problem();
+        let problem = self.directory_problem.get();
         serde_json::json!({
             "status": if problem.is_some() { "waiting for the backup directory" } else { "ok" },
             "directory_error": problem,
@@ -61,7 +55,7 @@ impl Observable for Metrics {
     }
 
     fn metrics(&self) -> String {
-        let writable = self.directory_problem().is_none();
+        let writable = self.directory_problem.get().is_none();
         let mut out = Exposition::default();
         out.counter(
             "backup_snapshots_total",

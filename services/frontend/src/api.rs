@@ -3,9 +3,6 @@
 //! database is down, and nothing about the SQL.
 
 use actix_web::http::{header, StatusCode};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, TimeDelta};
@@ -101,18 +98,33 @@ pub async fn readings(
         before_id,
     } = query::strict::<ReadingsParams>(request.query_string())?.try_into()?;
     canonical_city(&state, &mut filter);
-    // A query asked again before the next read gets the same bytes.
+    // Recent pages come from the panel's last read, older ones from the
+    // database; a query asked again before the next read gets the same
+    // bytes. During an outage, the error a query would give.
+    let last_read = match state.panel.last_read().await {
+        Ok(last_read) => Some(last_read),
+        Err(error @ StoreError::Unreachable(_)) => return Err(error.into()),
+        // The last read failed, or none has finished yet.
+        Err(_) => None,
+    };
     let query_string = request.query_string();
-    if let Some(read) = state.panel.listing_read().await? {
-        if let Some(body) = state.recent_replies.get(read, query_string) {
+    if let Some((read, _)) = &last_read {
+        if let Some(body) = state.recent_replies.get(*read, query_string) {
             return Ok(json_reply(body));
         }
     }
-    // One row more than asked tells whether there is a next page. Recent
-    // pages come from the panel's last read, older ones from the database.
+    // One row more than asked tells whether there is a next page.
     let count = limit as usize + 1;
-    let (rows, read) = match state.panel.listing(&filter, before_id, count).await? {
-        Some((read, rows)) => (rows, Some(read)),
+    let from_memory = last_read.and_then(|(read, data)| {
+        let rows = data.window_for(&filter)?.page(&filter, before_id, count)?;
+        Some((read, rows))
+    });
+    let body = match from_memory {
+        Some((read, rows)) => {
+            let body = readings_page(rows, limit);
+            state.recent_replies.put(read, query_string, body.clone());
+            body
+        }
         None => {
             let cursor = match before_id {
                 Some(id) => Some(state.database.cursor_after(id).await?),
@@ -122,13 +134,9 @@ pub async fn readings(
                 .database
                 .readings(filter, Order::NewestFirst, cursor, limit + 1)
                 .await?;
-            (rows, None)
+            readings_page(rows, limit)
         }
     };
-    let body = readings_page(rows, limit);
-    if let Some(read) = read {
-        state.recent_replies.put(read, query_string, body.clone());
-    }
     Ok(json_reply(body))
 }
 
@@ -163,38 +171,6 @@ fn json_reply(body: Bytes) -> HttpResponse {
         .body(body)
 }
 
-/// `/api/readings` replies answered from the panel's last read, by query
-/// string: until the next read, the same query gets the same bytes without
-/// being listed and serialised again. At most `RECENT_REPLIES` queries a
-/// read are kept (about 20 KB each at the default `limit`), so a client
-/// walking random queries cannot grow it.
-#[derive(Default)]
-pub struct RecentReplies {
-    replies: Mutex<(u64, HashMap<String, Bytes>)>,
-}
-
-const RECENT_REPLIES: usize = 256;
-
-impl RecentReplies {
-    fn get(&self, read: u64, query_string: &str) -> Option<Bytes> {
-        let replies = self.replies.lock().expect("replies lock");
-        if replies.0 != read {
-            return None;
-        }
-        replies.1.get(query_string).cloned()
-    }
-
-    fn put(&self, read: u64, query_string: &str, body: Bytes) {
-        let mut replies = self.replies.lock().expect("replies lock");
-        if replies.0 != read {
-            *replies = (read, HashMap::new());
-        }
-        if replies.1.len() < RECENT_REPLIES {
-            replies.1.insert(query_string.to_owned(), body);
-        }
-    }
-}
-
 /// `GET /api/cities`: the latest reading of each configured city, from the
 /// page's data (read every `panel.data_refresh_secs`); ages are as of now.
 pub async fn cities(
@@ -202,7 +178,7 @@ pub async fn cities(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     query::strict::<NoParams>(request.query_string())?;
-    let data = state.panel.latest().await?;
+    let (_, data) = state.panel.last_read().await?;
     let now = now_utc();
     let stale_after = state.settings.stale_after_secs;
     let cities: Vec<_> = data

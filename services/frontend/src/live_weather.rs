@@ -110,15 +110,20 @@ impl LiveWeather {
     pub fn held(&self, city: &str) -> Option<LiveReport> {
         let (city, entry) = self.shared.entries.get(city)?;
         let entry = entry.lock().expect("weather cache lock");
+        let WeatherVersion {
+            fetched_at,
+            outdated,
+            error,
+        } = self.version_of(&entry);
         Some(LiveReport {
             city: city.clone(),
             observation: entry
                 .observation
                 .as_ref()
                 .map(|(observation, _, _)| observation.clone()),
-            fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
-            outdated: self.outdated(&entry),
-            error: entry.failed_at.map(|(_, kind)| kind),
+            fetched_at,
+            outdated,
+            error,
         })
     }
 
@@ -127,11 +132,7 @@ impl LiveWeather {
     pub async fn version(&self, city: &str) -> Option<WeatherVersion> {
         let entry = self.refreshed(city).await?;
         let entry = entry.lock().expect("weather cache lock");
-        Some(WeatherVersion {
-            fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
-            outdated: self.outdated(&entry),
-            error: entry.failed_at.map(|(_, kind)| kind),
-        })
+        Some(self.version_of(&entry))
     }
 
     /// The city's entry, after starting a refresh if one is due.
@@ -162,10 +163,14 @@ impl LiveWeather {
         Some(entry)
     }
 
-    /// The held observation is older than the cache period (refreshing it
-    /// failed, or is under way).
-    fn outdated(&self, entry: &Entry) -> bool {
-        matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() >= self.shared.ttl)
+    /// `outdated`: the held observation is older than the cache period
+    /// (refreshing it failed, or is under way).
+    fn version_of(&self, entry: &Entry) -> WeatherVersion {
+        WeatherVersion {
+            fetched_at: entry.observation.as_ref().map(|(_, _, at)| *at),
+            outdated: matches!(&entry.observation, Some((_, fetched, _)) if fetched.elapsed() >= self.shared.ttl),
+            error: entry.failed_at.map(|(_, kind)| kind),
+        }
     }
 
     /// Asks Open-Meteo for `city` and records the answer in its entry.

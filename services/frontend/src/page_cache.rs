@@ -170,13 +170,6 @@ impl PageCache {
         Self { max_age, pages }
     }
 
-    /// The render of `kind` for `city` at `version`, if the cached one still
-    /// stands. `None` also for a city that is not configured.
-    pub fn standing(&self, city: &str, kind: PageKind, version: Version) -> Option<Arc<Rendered>> {
-        self.slot(city, kind)
-            .and_then(|slot| self.standing_in(slot, version))
-    }
-
     /// The render of `kind` for `city` at `version`: the cached one if it
     /// still stands, else a new one from `render`. `None` for a city not
     /// configured.
@@ -188,11 +181,11 @@ impl PageCache {
         render: impl FnOnce() -> String,
     ) -> Option<Arc<Rendered>> {
         let slot = self.slot(city, kind)?;
-        if let Some(rendered) = self.standing_in(slot, version) {
+        if let Some(rendered) = self.standing(slot, version) {
             return Some(rendered);
         }
         let _rendering = slot.rendering.lock().await;
-        if let Some(rendered) = self.standing_in(slot, version) {
+        if let Some(rendered) = self.standing(slot, version) {
             return Some(rendered);
         }
         let rendered = Arc::new(Rendered::new(version, render()));
@@ -204,7 +197,7 @@ impl PageCache {
         self.pages.get(city).map(|slots| &slots[kind as usize])
     }
 
-    fn standing_in(&self, slot: &Slot, version: Version) -> Option<Arc<Rendered>> {
+    fn standing(&self, slot: &Slot, version: Version) -> Option<Arc<Rendered>> {
         let current = slot.current.read().expect("page cache lock");
         current
             .as_ref()

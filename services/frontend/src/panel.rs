@@ -13,9 +13,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::metrics::Metrics;
 use crate::settings::PanelSettings;
-use telemetry_core::Reading;
-
-use crate::store::{Database, PanelData, ReadingFilter, StoreError};
+use crate::store::{Database, PanelData, StoreError};
 use crate::view::{DrawnCharts, PanelView};
 
 /// What the reader publishes after each attempt.
@@ -67,9 +65,10 @@ impl PanelSource {
         }
     }
 
-    /// The latest good data, as the API serves it: an error while the
-    /// database is unreachable or the last read failed, as a query would give.
-    pub async fn latest(&self) -> Result<Arc<PanelData>, StoreError> {
+    /// The latest good read and its number, as the API serves it: an error
+    /// while the database is unreachable, the last read failed, or none has
+    /// finished yet, as a query would give.
+    pub async fn last_read(&self) -> Result<(u64, Arc<PanelData>), StoreError> {
         let view = self.current().await;
         if let Some(since) = view.outage_since {
             return Err(StoreError::Unreachable(since));
@@ -77,44 +76,8 @@ impl PanelSource {
         if view.failed {
             return Err(StoreError::ReadFailed);
         }
-        view.data.ok_or(StoreError::NotReadYet)
-    }
-
-    /// Which read recent listings are answered from: `Ok(None)` when the
-    /// last read failed or none finished yet (the database answers), the
-    /// error a query would give during an outage.
-    pub async fn listing_read(&self) -> Result<Option<u64>, StoreError> {
-        let view = self.current().await;
-        if let Some(since) = view.outage_since {
-            return Err(StoreError::Unreachable(since));
-        }
-        Ok((!view.failed && view.data.is_some()).then_some(view.read))
-    }
-
-    /// The first `count` readings of the listing `filter` selects, newest
-    /// first, after the reading `after_id`, and the read they come from:
-    /// from memory when the last read holds the whole answer (`Ok(None)`
-    /// when it does not, or may not: the caller asks the database). During
-    /// an outage, the error a query would give.
-    pub async fn listing(
-        &self,
-        filter: &ReadingFilter,
-        after_id: Option<u64>,
-        count: usize,
-    ) -> Result<Option<(u64, Vec<Reading>)>, StoreError> {
-        let view = self.current().await;
-        if let Some(since) = view.outage_since {
-            return Err(StoreError::Unreachable(since));
-        }
-        if view.failed {
-            return Ok(None);
-        }
-        Ok(view
-            .data
-            .as_ref()
-            .and_then(|data| data.window_for(filter))
-            .and_then(|window| window.page(filter, after_id, count))
-            .map(|rows| (view.read, rows)))
+        let data = view.data.ok_or(StoreError::NotReadYet)?;
+        Ok((view.read, data))
     }
 
     /// Only at start: waits for the reader's first attempt, so the first

@@ -49,31 +49,27 @@ async fn serve_page(
         failed: panel.failed,
         weather,
     };
-    let rendered = match state.pages.standing(selected, kind, version) {
-        Some(rendered) => rendered,
-        None => {
-            let weather = state.weather.held(selected);
-            let render = || {
-                let ctx = PageContext {
-                    settings: &state.settings,
-                    now: now_utc(),
-                    view: &panel,
-                    weather: weather.as_ref(),
-                    selected,
-                };
-                match kind {
-                    PageKind::Page => render::page(&ctx),
-                    PageKind::Fragment => render::panel(&ctx),
-                }
-                .into_string()
-            };
-            state
-                .pages
-                .get(selected, kind, version, render)
-                .await
-                .ok_or(PageError::NotFound)?
+    // Rendered only when this version is not cached yet.
+    let render = || {
+        let weather = state.weather.held(selected);
+        let ctx = PageContext {
+            settings: &state.settings,
+            now: now_utc(),
+            view: &panel,
+            weather: weather.as_ref(),
+            selected,
+        };
+        match kind {
+            PageKind::Page => render::page(&ctx),
+            PageKind::Fragment => render::panel(&ctx),
         }
+        .into_string()
     };
+    let rendered = state
+        .pages
+        .get(selected, kind, version, render)
+        .await
+        .ok_or(PageError::NotFound)?;
     let encoding = Encoding::negotiate(request.headers());
     let etag = rendered.etag(encoding);
     let not_modified = matches_etag(request.headers(), etag);

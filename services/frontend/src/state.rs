@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::api::RecentReplies;
 use crate::live_weather::LiveWeather;
 use crate::metrics::Metrics;
 use crate::page_cache::PageCache;
 use crate::panel::PanelSource;
+use crate::recent_replies::RecentReplies;
 use crate::settings::PanelSettings;
 use crate::store::Database;
 

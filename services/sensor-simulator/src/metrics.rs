@@ -1,16 +1,14 @@
 //! What the sensor exports on `/metrics` and shows on `/healthz`.
 
-use std::sync::Mutex;
-
 use telemetry_core::metrics::{Counter, CounterVec, Exposition, Gauge};
-use telemetry_core::ops::Observable;
+use telemetry_core::ops::{Observable, Problem};
 
 #[derive(Default)]
 pub struct Metrics {
     /// Set while the database refuses the sensor's writes for a reason
     /// waiting will not fix (access denied, no such table or column, a value
     /// too long): readings wait in the spool, and `/healthz` says why.
-    pub database_problem: Mutex<Option<String>>,
+    pub database_problem: Problem,
     /// Refused writes by the server's error code.
     pub database_refusals: CounterVec<u16>,
     pub ticks: Counter,
@@ -36,22 +34,16 @@ pub struct Metrics {
     pub api_backoff_seconds: Gauge,
 }
 
-impl Metrics {
-    fn database_problem(&self) -> Option<String> {
-        self.database_problem.lock().expect("health lock").clone()
-    }
-}
-
 impl Observable for Metrics {
     /// Unhealthy only while the database refuses the writes for a reason an
     /// operator must fix; a database that is down is what the spool is for,
     /// which the body reports.
     fn healthy(&self) -> bool {
-        self.database_problem().is_none()
+        self.database_problem.get().is_none()
     }
 
     fn health(&self) -> serde_json::Value {
-        let problem = self.database_problem();
+        let problem = self.database_problem.get();
         serde_json::json!({
             "status": if problem.is_some() { "the database refuses the readings" } else { "ok" },
             "database_error": problem,

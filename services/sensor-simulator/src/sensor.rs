@@ -211,8 +211,7 @@ impl Sensor {
 
     fn record_success(&self) {
         self.metrics.last_success.set(Utc::now().timestamp() as f64);
-        let mut problem = self.metrics.database_problem.lock().expect("health lock");
-        if problem.take().is_some() {
+        if self.metrics.database_problem.clear() {
             tracing::info!(message = "the database takes the readings again");
         }
     }
@@ -237,8 +236,7 @@ impl Sensor {
                 readings,
                 spool_bytes = self.spool.bytes(),
             );
-            *self.metrics.database_problem.lock().expect("health lock") =
-                Some(format!("the database refuses the readings (server error {code}): {error}; they wait in the spool"));
+            self.metrics.database_problem.set(format!("the database refuses the readings (server error {code}): {error}; they wait in the spool"));
         }
     }
 }

@@ -71,15 +71,6 @@ impl<K: Ord + Clone + Display> CounterVec<K> {
         }
     }
 
-    pub fn get<Q>(&self, label: &Q) -> u64
-    where
-        K: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        let counts = self.counts.lock().expect("metrics lock");
-        counts.get(label).copied().unwrap_or(0)
-    }
-
     fn labelled_values(&self) -> Vec<(String, u64)> {
         let counts = self.counts.lock().expect("metrics lock");
         counts

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -21,6 +21,28 @@ pub trait Observable: Send + Sync + 'static {
     /// so compose's healthcheck shows it. A dead database is not that.
     fn healthy(&self) -> bool {
         true
+    }
+}
+
+/// Why a service cannot do its work, for a reason only an operator can fix
+/// (an unwritable directory, a database that refuses the writes): while it
+/// is set, the service's [`Observable::healthy`] says no and `/healthz` shows
+/// the reason.
+#[derive(Debug, Default)]
+pub struct Problem(Mutex<Option<String>>);
+
+impl Problem {
+    pub fn set(&self, reason: String) {
+        *self.0.lock().expect("problem lock") = Some(reason);
+    }
+
+    /// Clears the problem; true if there was one.
+    pub fn clear(&self) -> bool {
+        self.0.lock().expect("problem lock").take().is_some()
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().expect("problem lock").clone()
     }
 }
 
