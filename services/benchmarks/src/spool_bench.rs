@@ -3,9 +3,11 @@
 //! `INSERT` per row (the seed's way).
 //!
 //! "Ours" is the real code path: `sensor_simulator::spool::Spool` reopened
-//! from disk and `Spool::replay` with `REPLAY_BATCH`, exactly as
-//! `Sensor::flush_spool` calls it. The variants after it are prototypes that
-//! isolate one factor each, to explain the gap.
+//! from disk and `Spool::replay` with `REPLAY_BATCH` (a checkpoint fsynced
+//! after every batch), exactly as the sensor's replay calls it. The variants
+//! after it are prototypes that isolate one factor each, to explain the gap.
+//! Last, issue 13: the running sensor drains the same spool beside its
+//! ticks; how fast, and how punctual the ticks stay.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
-use sensor_simulator::spool::{Spool, REPLAY_BATCH};
+use sensor_simulator::spool::{Spool, CHECKPOINT_FILE, REPLAY_BATCH};
 use telemetry_core::reading::{insert_batch, insert_statement, INSERT_COLUMNS};
 use telemetry_core::NewReading;
 
@@ -47,7 +49,7 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
     // Appended in large chunks only to save setup time (each append is
     // fsynced); the file is byte for byte what per-tick appends produce.
     let spool_dir = scratch.path().join("spool");
-    let mut spool = Spool::open(&spool_dir, u64::MAX)?;
+    let spool = Spool::open(&spool_dir, u64::MAX)?;
     for chunk in readings.chunks(7_000) {
         spool.append(chunk)?;
     }
@@ -71,7 +73,7 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             let spool = Spool::open(&spool_dir, u64::MAX)?;
             let mut rows = 0;
             for batch in spool.batches(REPLAY_BATCH)? {
-                rows += batch?.len() as u64;
+                rows += batch?.readings.len() as u64;
             }
             Ok(rows)
         },
@@ -222,6 +224,7 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
         )
         .await?,
     );
+    let beside = beside_the_ticks(server, &pool, &spool_dir, n).await?;
     pool.disconnect().await?;
 
     let ours = &runs[0];
@@ -304,7 +307,132 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
         ]);
     println!("### Spool replay: goals\n");
     goals.print();
+
+    let mut table = Table::new(&["the running sensor, simulated source, 1 s ticks", "figure"]);
+    let beside_rate = rate(beside.replayed, beside.wall);
+    table
+        .row(vec![
+            "spooled readings replayed".into(),
+            thousands(beside.replayed as f64),
+        ])
+        .row(vec!["seconds to drain".into(), secs(beside.wall)])
+        .row(vec![
+            "replay rate, rows/s (÷ Spool::replay alone)".into(),
+            format!(
+                "{} ({:.2}×)",
+                thousands(beside_rate),
+                beside_rate / ours_rate
+            ),
+        ])
+        .row(vec![
+            "ticks during the drain".into(),
+            format!("{}", beside.ticks),
+        ])
+        .row(vec!["ticks skipped".into(), format!("{}", beside.skipped)])
+        .row(vec![
+            "latest tick stored or spooled after it was due".into(),
+            format!("{:.1} ms", beside.lateness * 1000.0),
+        ]);
+    println!("### Spool replay beside the ticks (issue 13)\n");
+    table.print();
     Ok(())
+}
+
+/// What the running sensor showed while it drained the spool.
+struct BesideTicks {
+    replayed: u64,
+    wall: Duration,
+    ticks: u64,
+    skipped: u64,
+    lateness: f64,
+}
+
+/// Starts the real sensor (simulated source, 1 s ticks, so a tick falls
+/// every second of the drain) on the spool and times the drain through its
+/// own `/metrics`: the replay runs beside the tick loop, and the ticks'
+/// lateness and skips say whether they kept their cadence.
+async fn beside_the_ticks(
+    server: &Server,
+    pool: &Pool,
+    spool_dir: &Path,
+    expected: u64,
+) -> Result<BesideTicks> {
+    use sensor_simulator::settings::Settings;
+    use telemetry_core::settings::HttpSettings;
+    use telemetry_core::Source;
+
+    let name = "the running sensor draining the spool beside its ticks";
+    eprintln!("spool: {name} ...");
+    db::truncate(pool).await?;
+    forget_checkpoint(spool_dir)?;
+    let mut settings = Settings {
+        database: server.settings(DATABASE),
+        http: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+        ..Settings::default()
+    };
+    settings.sensor.source = Source::Simulated;
+    settings.sensor.interval_secs = 1;
+    settings.spool.directory = spool_dir.to_owned();
+    settings.spool.max_bytes = u64::MAX;
+    let sensor = sensor_simulator::Application::build(&settings)?;
+    let port = sensor.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = tokio::spawn(sensor.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let drained = loop {
+        let metrics = sensor_metrics(port).await?;
+        if metrics("sensor_readings_replayed_total") >= expected as f64
+            && metrics("sensor_spool_bytes") == 0.0
+        {
+            break metrics;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the sensor did not drain the spool in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wall = started.elapsed();
+    let _ = stop.send(());
+    running.await??;
+    let stored_ticks = db::count(pool).await? - expected;
+    ensure!(
+        stored_ticks.is_multiple_of(settings.sensor.cities.len() as u64),
+        "{stored_ticks} rows of ticks: not whole ticks"
+    );
+    eprintln!("spool: {name}: drained in {:.2} s", wall.as_secs_f64());
+    Ok(BesideTicks {
+        replayed: drained("sensor_readings_replayed_total") as u64,
+        wall,
+        ticks: drained("sensor_ticks_total") as u64,
+        skipped: drained("sensor_ticks_skipped_total") as u64,
+        lateness: drained("sensor_tick_lateness_max_seconds"),
+    })
+}
+
+/// The sensor's `/metrics`, as a lookup by series name (0 when absent).
+async fn sensor_metrics(port: u16) -> Result<impl Fn(&str) -> f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await?;
+    let values: std::collections::HashMap<String, f64> = reply
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect();
+    Ok(move |name: &str| values.get(name).copied().unwrap_or(0.0))
 }
 
 /// Runs `work` `rounds` times, each on an emptied table, checks the rows
@@ -355,10 +483,22 @@ where
     Ok(run)
 }
 
-/// What `Sensor::flush_spool` runs, minus logging, metrics and the clear.
+/// What the sensor's replay runs, minus logging, metrics and the clear.
+/// From the start of the spool: the previous round's checkpoint goes.
 async fn replay(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    forget_checkpoint(spool_dir)?;
     let spool = Spool::open(spool_dir, u64::MAX)?;
-    Ok(spool.replay(pool, batch_size, LIMIT).await?.readings)
+    Ok(spool
+        .replay(pool, batch_size, LIMIT, |_| {})
+        .await?
+        .readings)
+}
+
+fn forget_checkpoint(spool_dir: &Path) -> Result<()> {
+    match std::fs::remove_file(spool_dir.join(CHECKPOINT_FILE)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The replay before it read ahead: each batch parsed, then inserted.
@@ -367,10 +507,11 @@ async fn replay_without_read_ahead(
     spool_dir: &Path,
     batch_size: usize,
 ) -> Result<u64> {
+    forget_checkpoint(spool_dir)?;
     let spool = Spool::open(spool_dir, u64::MAX)?;
     let mut rows = 0;
     for batch in spool.batches(batch_size)? {
-        let batch = batch?;
+        let batch = batch?.readings;
         insert_batch(pool, &batch, LIMIT).await?;
         rows += batch.len() as u64;
     }
@@ -384,12 +525,13 @@ async fn replay_prepared_in_transaction(
     spool_dir: &Path,
     batch_size: usize,
 ) -> Result<u64> {
+    forget_checkpoint(spool_dir)?;
     let spool = Spool::open(spool_dir, u64::MAX)?;
     let mut conn = pool.get_conn().await?;
     conn.query_drop("START TRANSACTION").await?;
     let mut rows = 0;
     for batch in spool.batches(batch_size)? {
-        let batch = batch?;
+        let batch = batch?.readings;
         let (statement, params) = batch_insert(&batch);
         conn.exec_drop(statement, params).await?;
         rows += batch.len() as u64;
@@ -402,6 +544,7 @@ async fn replay_prepared_in_transaction(
 /// core for inserts. Ids no longer follow spool order, which the sensor
 /// promises, so this is an upper bound, not a proposal.
 async fn replay_two_connections(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    forget_checkpoint(spool_dir)?;
     let spool = Spool::open(spool_dir, u64::MAX)?;
     let mut in_flight = tokio::task::JoinSet::new();
     let mut rows = 0;
@@ -409,7 +552,7 @@ async fn replay_two_connections(pool: &Pool, spool_dir: &Path, batch_size: usize
         if in_flight.len() == 2 {
             rows += in_flight.join_next().await.expect("two tasks")??;
         }
-        let batch = batch?;
+        let batch = batch?.readings;
         let pool = pool.clone();
         in_flight.spawn(async move {
             insert_batch(&pool, &batch, LIMIT).await?;
@@ -425,11 +568,12 @@ async fn replay_two_connections(pool: &Pool, spool_dir: &Path, batch_size: usize
 /// One text-protocol statement per batch with the values written into it:
 /// no prepare, no 9,000-parameter binary packet.
 async fn replay_text_protocol(pool: &Pool, spool_dir: &Path, batch_size: usize) -> Result<u64> {
+    forget_checkpoint(spool_dir)?;
     let spool = Spool::open(spool_dir, u64::MAX)?;
     let mut conn = pool.get_conn().await?;
     let mut rows = 0;
     for batch in spool.batches(batch_size)? {
-        let batch = batch?;
+        let batch = batch?.readings;
         let (statement, params) = batch_insert(&batch);
         // Value::as_sql quotes and escapes each value as the driver's own
         // client-side interpolation does.

@@ -18,7 +18,13 @@ pub struct Metrics {
     pub spooled: Counter,
     pub replayed: Counter,
     pub dropped: Counter,
+    /// Replays that stopped at a failure (they resume at the checkpoint).
+    pub replay_interruptions: Counter,
+    /// Bytes of readings that wait in the spool.
     pub spool_bytes: Gauge,
+    /// The longest a tick's readings waited, after the tick was due, to be
+    /// stored or spooled: how punctual ticks are, replay or not.
+    pub tick_lateness_max: Gauge,
     /// Unix time of the last reading stored in the database.
     pub last_success: Gauge,
     /// By [`telemetry_core::weather::WeatherError::kind`].
@@ -32,6 +38,16 @@ pub struct Metrics {
     pub api_budget_remaining: Gauge,
     /// The wait imposed by the last failed request; 0 once one succeeds.
     pub api_backoff_seconds: Gauge,
+}
+
+impl Metrics {
+    /// Only the tick loop calls this, so a read then a write is enough.
+    pub fn note_tick_lateness(&self, lateness: std::time::Duration) {
+        let seconds = lateness.as_secs_f64();
+        if seconds > self.tick_lateness_max.get() {
+            self.tick_lateness_max.set(seconds);
+        }
+    }
 }
 
 impl Observable for Metrics {
@@ -85,10 +101,20 @@ impl Observable for Metrics {
                 "Readings lost: spool full or unwritable.",
                 &self.dropped,
             )
+            .counter(
+                "sensor_spool_replay_interruptions_total",
+                "Spool replays stopped by a failure; the next one resumes at the checkpoint.",
+                &self.replay_interruptions,
+            )
             .gauge(
                 "sensor_spool_bytes",
-                "Size of the spool file.",
+                "Bytes of readings waiting in the spool.",
                 self.spool_bytes.get(),
+            )
+            .gauge(
+                "sensor_tick_lateness_max_seconds",
+                "Longest time after a tick was due until its readings were stored or spooled.",
+                self.tick_lateness_max.get(),
             )
             .gauge(
                 "sensor_last_success_timestamp_seconds",

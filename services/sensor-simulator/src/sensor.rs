@@ -13,7 +13,7 @@ use telemetry_core::reading::insert_batch;
 use telemetry_core::service::StartupError;
 use telemetry_core::weather::City;
 use telemetry_core::{NewReading, Source};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
 use crate::fetcher::{Fetcher, Held};
@@ -22,7 +22,11 @@ use crate::pacing::Pacer;
 use crate::schedule::{Schedule, Tick};
 use crate::settings::Settings;
 use crate::simulated;
-use crate::spool::{ReplayError, Spool, SpoolError, REPLAY_BATCH};
+use crate::spool::{ReplayError, Replayed, Spool, SpoolError, REPLAY_BATCH};
+
+/// The first wait after a failed replay; it doubles while replays fail
+/// without storing anything.
+const FIRST_REPLAY_RETRY: Duration = Duration::from_millis(100);
 
 pub struct Sensor {
     cities: Vec<City>,
@@ -31,9 +35,21 @@ pub struct Sensor {
     /// publishes. `None` for the simulated source.
     fetcher: Option<Fetcher>,
     held: Option<watch::Receiver<Held>>,
+    storage: Arc<Storage>,
+    metrics: Arc<Metrics>,
+}
+
+/// Where readings go: the database, or the spool while it cannot take them.
+/// The tick loop stores through it, and the replay beside it drains the
+/// spool through it.
+struct Storage {
     pool: Pool,
     db_timeout: Duration,
     spool: Spool,
+    /// Woken when readings are spooled, so the replay starts at once.
+    spooled: Notify,
+    /// The longest a failed replay waits before trying again.
+    retry_max: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -65,21 +81,27 @@ impl Sensor {
                 (Some(fetcher), Some(held))
             }
         };
+        let storage = Arc::new(Storage {
+            pool,
+            db_timeout: settings.database.timeout(),
+            spool,
+            spooled: Notify::new(),
+            retry_max: settings.sensor.interval(),
+            metrics: metrics.clone(),
+        });
         Ok(Self {
             cities,
             interval: settings.sensor.interval(),
             fetcher,
             held,
-            pool,
-            db_timeout: settings.database.timeout(),
-            spool,
+            storage,
             metrics,
         })
     }
 
-    /// Runs until `shutdown` resolves. Waiting and fetching are abandoned on
-    /// shutdown; storing is not, so every reading made is in the database or
-    /// the spool when this returns.
+    /// Runs until `shutdown` resolves. Waiting, fetching and replaying are
+    /// abandoned on shutdown; storing a tick is not, so every reading made
+    /// is in the database or the spool when this returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         // Started first, so observations are on their way while the spool
@@ -88,21 +110,32 @@ impl Sensor {
             .fetcher
             .take()
             .map(|fetcher| tokio::spawn(fetcher.run()));
-        let mut schedule = Schedule::new(self.interval, Utc::now());
-        if !self.spool.is_empty() {
+        if !self.storage.spool.is_empty() {
             tracing::info!(
-                message = "spool holds readings from before the restart",
-                bytes = self.spool.bytes()
+                message =
+                    "spool holds readings from before the restart; replaying them beside the ticks",
+                bytes = self.storage.spool.bytes()
             );
-            self.flush_spool().await;
         }
+        let replay = tokio::spawn(self.storage.clone().replay_beside_ticks());
+        let mut schedule = Schedule::new(self.interval, Utc::now());
         loop {
             let tick = tokio::select! {
                 _ = &mut shutdown => break,
                 tick = schedule.next() => tick,
             };
             let readings = self.readings_for(tick);
-            self.store(readings).await;
+            self.storage.store(readings).await;
+            self.metrics.note_tick_lateness(tick.due.elapsed());
+        }
+        // Safe to abandon at any point: a batch stored but not yet
+        // checkpointed is replayed again later, and the uniqueness key makes
+        // that a no-op.
+        replay.abort();
+        if let Err(error) = replay.await {
+            if error.is_panic() {
+                std::panic::resume_unwind(error.into_panic());
+            }
         }
         // The fetcher stops when nobody is left to read what it publishes.
         self.held = None;
@@ -113,7 +146,10 @@ impl Sensor {
                 }
             }
         }
-        tracing::info!(message = "sensor stopped", spool_bytes = self.spool.bytes());
+        tracing::info!(
+            message = "sensor stopped",
+            spool_bytes = self.storage.spool.bytes()
+        );
     }
 
     fn readings_for(&mut self, tick: Tick) -> Vec<NewReading> {
@@ -131,9 +167,13 @@ impl Sensor {
             Some(held) => observed_readings(&self.cities, &held.borrow(), tick.at),
         }
     }
+}
+
+impl Storage {
     /// Writes the readings to the database, or to the spool if it cannot.
-    /// Spooled readings go first, so rows arrive in order.
-    async fn store(&mut self, readings: Vec<NewReading>) {
+    /// While the spool holds anything, they go behind it, so rows arrive in
+    /// order; the replay beside the ticks takes them from there.
+    async fn store(&self, readings: Vec<NewReading>) {
         if readings.is_empty() {
             return;
         }
@@ -146,17 +186,11 @@ impl Sensor {
                 }
                 Err(error) => self.database_failed(&error, readings.len()),
             }
-            self.spool_readings(&readings);
-        } else {
-            self.spool_readings(&readings);
-            self.flush_spool().await;
         }
-    }
-
-    fn spool_readings(&mut self, readings: &[NewReading]) {
-        match self.spool.append(readings) {
+        match self.spool.append(&readings) {
             Ok(()) => {
                 self.metrics.spooled.add(readings.len() as u64);
+                self.spooled.notify_one();
             }
             Err(error @ SpoolError::Full { .. }) => {
                 self.metrics.dropped.add(readings.len() as u64);
@@ -170,43 +204,77 @@ impl Sensor {
         self.metrics.spool_bytes.set(self.spool.bytes() as f64);
     }
 
-    /// Replays the spool into the database in order; clears it only when
-    /// every batch is stored. A failure leaves it for the next tick.
-    #[tracing::instrument(skip_all, fields(file = %self.spool.path().display()))]
-    async fn flush_spool(&mut self) {
-        let replayed = match self
-            .spool
-            .replay(&self.pool, REPLAY_BATCH, self.db_timeout)
-            .await
-        {
-            Ok(replayed) => replayed,
-            Err(ReplayError::Database(error)) => {
-                self.database_failed(&error, 0);
-                return;
+    /// Drains the spool whenever it holds anything, in its own task: a long
+    /// replay never delays a tick. Each attempt resumes where the last one
+    /// stopped. After a failure it tries again soon (the first use of a
+    /// pooled connection after a dropped link fails, the next one connects
+    /// afresh), then less and less often, up to once a tick interval.
+    async fn replay_beside_ticks(self: Arc<Self>) {
+        let mut drained = Replayed::default();
+        let mut retry = FIRST_REPLAY_RETRY;
+        loop {
+            if self.spool.is_empty() {
+                self.spooled.notified().await;
+                continue;
             }
-            Err(ReplayError::Spool(error)) => {
-                tracing::error!(message = "cannot read spool", %error);
-                return;
+            let mut progress = 0;
+            let replay = self
+                .spool
+                .replay(&self.pool, REPLAY_BATCH, self.db_timeout, |batch| {
+                    progress += batch.len();
+                    self.metrics.replayed.add(batch.len() as u64);
+                    self.metrics.spool_bytes.set(self.spool.bytes() as f64);
+                })
+                .await;
+            match replay {
+                Ok(replayed) => {
+                    drained.readings += replayed.readings;
+                    drained.skipped += replayed.skipped;
+                    retry = FIRST_REPLAY_RETRY;
+                }
+                Err(error) => {
+                    self.metrics.replay_interruptions.increment();
+                    match error {
+                        ReplayError::Database(error) => self.database_failed(&error, 0),
+                        ReplayError::Spool(error) => {
+                            tracing::error!(message = "cannot read or checkpoint the spool", %error)
+                        }
+                    }
+                    drained.readings += progress as u64;
+                    retry = if progress > 0 {
+                        FIRST_REPLAY_RETRY
+                    } else {
+                        (retry * 2).min(self.retry_max)
+                    };
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
             }
-        };
-        if replayed.skipped > 0 {
-            self.metrics.dropped.add(replayed.skipped);
-            tracing::error!(
-                message = "unreadable spool lines skipped",
-                skipped = replayed.skipped
+            match self.spool.clear_if_drained() {
+                // Readings were spooled during the replay: they are next.
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(error) => {
+                    tracing::error!(message = "cannot empty the drained spool; it is emptied after the next replay", %error);
+                    tokio::time::sleep(self.retry_max).await;
+                    continue;
+                }
+            }
+            if drained.skipped > 0 {
+                self.metrics.dropped.add(drained.skipped);
+                tracing::error!(
+                    message = "unreadable spool lines skipped",
+                    skipped = drained.skipped
+                );
+            }
+            self.metrics.spool_bytes.set(0.0);
+            self.record_success();
+            tracing::info!(
+                message = "spool replayed into the database",
+                readings = drained.readings
             );
+            drained = Replayed::default();
         }
-        if let Err(error) = self.spool.clear() {
-            tracing::error!(message = "cannot clear spool; its rows will be replayed again (no duplicates)", %error);
-            return;
-        }
-        self.metrics.replayed.add(replayed.readings);
-        self.metrics.spool_bytes.set(0.0);
-        self.record_success();
-        tracing::info!(
-            message = "spool replayed into the database",
-            readings = replayed.readings
-        );
     }
 
     fn record_success(&self) {

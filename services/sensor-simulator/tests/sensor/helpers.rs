@@ -191,9 +191,26 @@ pub async fn api_answering(body: &str) -> MockServer {
 /// Every tick between the first and the last stored holds every city once;
 /// returns the number of ticks.
 pub async fn assert_complete_ticks(pool: &mysql_async::Pool, tick_secs: u64) -> usize {
+    let the_first_datetime = chrono::NaiveDate::from_ymd_opt(1000, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    assert_complete_ticks_since(pool, tick_secs, the_first_datetime).await
+}
+
+/// [`assert_complete_ticks`] over the rows stamped `since` or later.
+pub async fn assert_complete_ticks_since(
+    pool: &mysql_async::Pool,
+    tick_secs: u64,
+    since: NaiveDateTime,
+) -> usize {
     let mut conn = pool.get_conn().await.unwrap();
     let rows: Vec<(NaiveDateTime, u64)> = conn
-        .query("SELECT fecha_registro, COUNT(*) FROM mediciones GROUP BY fecha_registro ORDER BY fecha_registro")
+        .exec(
+            "SELECT fecha_registro, COUNT(*) FROM mediciones WHERE fecha_registro >= ? \
+             GROUP BY fecha_registro ORDER BY fecha_registro",
+            (since,),
+        )
         .await
         .unwrap();
     let ticks: BTreeMap<_, _> = rows.into_iter().collect();

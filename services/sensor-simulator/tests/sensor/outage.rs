@@ -145,3 +145,123 @@ async fn a_refusal_waiting_will_not_fix_is_unhealthy_and_nothing_is_lost() {
     );
     db.drop().await;
 }
+
+/// Issue 13: a long spool drained over a link that drops for 300 ms 200 ms
+/// after every resumed replay, far sooner than the whole replay takes (a
+/// replay that started over each time would never finish). Each attempt
+/// resumes at the checkpoint, so it finishes with every spooled row stored
+/// exactly once, and the ticks, beside the replay, keep their cadence.
+#[tokio::test]
+async fn a_long_spool_drains_over_a_link_that_keeps_dropping_and_no_tick_is_skipped() {
+    use chrono::{NaiveDate, TimeDelta};
+    use mysql_async::prelude::Queryable;
+    use sensor_simulator::spool::Spool;
+    use telemetry_core::testing::reading;
+    use telemetry_core::Source;
+
+    const BACKLOG: [&str; 2] = ["Backlog A", "Backlog B"];
+    const BACKLOG_TICKS: i64 = 50_000;
+    let db = TestDatabase::create().await;
+    let mut link = Outage::relay(&db.settings).await;
+    let api = api_answering(&current_reply().0).await;
+    let database = link.settings(&db.settings);
+    let started = telemetry_core::time::now_utc();
+    let sensor = RunningSensor::start(|spool_dir| {
+        // The spool a long outage left behind: 100,000 readings from 2020.
+        let spool = Spool::open(&spool_dir, u64::MAX).unwrap();
+        let first = NaiveDate::from_ymd_opt(2020, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        let backlog: Vec<_> = (0..BACKLOG_TICKS)
+            .flat_map(|tick| {
+                let at = first + TimeDelta::seconds(15 * tick);
+                BACKLOG.map(|city| reading(city, at, 20.0, 60, Source::Simulated))
+            })
+            .collect();
+        for chunk in backlog.chunks(10_000) {
+            spool.append(chunk).unwrap();
+        }
+        settings(&database, &api.uri(), spool_dir)
+    });
+
+    // Each cut falls while a replay is under way: 200 ms after the next
+    // batch is stored, the link drops for 300 ms.
+    let drops = async {
+        let mut replayed = 0.0;
+        loop {
+            replayed = eventually(
+                "replay progress",
+                PATIENCE,
+                Duration::from_millis(5),
+                || async {
+                    let now = sensor.metric("sensor_readings_replayed_total").await;
+                    (now > replayed).then_some(now)
+                },
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            link.cut();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            link.restore().await;
+        }
+    };
+    let drained = eventually(
+        "the spool drained",
+        Duration::from_secs(120),
+        POLL,
+        || async {
+            let replayed = sensor.metric("sensor_readings_replayed_total").await;
+            (replayed >= 2.0 * BACKLOG_TICKS as f64
+                && sensor.metric("sensor_spool_bytes").await == 0.0)
+                .then_some(replayed)
+        },
+    );
+    tokio::select! {
+        _ = drops => unreachable!("the link drops forever"),
+        _ = drained => {}
+    }
+    link.restore().await;
+    eventually(
+        "a direct insert after the drain",
+        PATIENCE,
+        POLL,
+        || async { (sensor.metric("sensor_readings_inserted_total").await > 0.0).then_some(()) },
+    )
+    .await;
+    let interruptions = sensor
+        .metric("sensor_spool_replay_interruptions_total")
+        .await;
+    let skipped = sensor.metric("sensor_ticks_skipped_total").await;
+    let lateness = sensor.metric("sensor_tick_lateness_max_seconds").await;
+    sensor.stop().await;
+
+    let stored: u64 = db
+        .pool
+        .get_conn()
+        .await
+        .unwrap()
+        .exec_first(
+            "SELECT COUNT(*) FROM mediciones WHERE ciudad IN (?, ?)",
+            (BACKLOG[0], BACKLOG[1]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored,
+        2 * BACKLOG_TICKS as u64,
+        "every spooled reading stored once"
+    );
+    assert!(
+        interruptions >= 1.0,
+        "the link never cut a replay short: the test did not test anything"
+    );
+    assert_eq!(skipped, 0.0, "no tick skipped during the replay");
+    let ticks = assert_complete_ticks_since(&db.pool, 1, started).await;
+    println!(
+        "flaky link: {stored} spooled readings stored across {interruptions} interrupted replays; \
+         {ticks} ticks complete beside it, none skipped, the latest {lateness:.3} s after it was due"
+    );
+    db.drop().await;
+}
