@@ -27,10 +27,11 @@ _telemetria_sql_quote() {
 _telemetria_db=${MYSQL_DATABASE:-telemetria}
 _telemetria_sql=
 # account:privileges on telemetria.* — migrate owns the schema (tables,
-# indexes, the migration history, restores); the sensor only adds rows (its
-# replay is INSERT IGNORE on a unique key: no SELECT, UPDATE or DELETE); the
+# indexes, the migration history, restores); the sensor adds rows (its
+# replay is INSERT IGNORE on a unique key: no UPDATE or DELETE) and reads
+# each city's last row time at start, to fill the gap a downtime left; the
 # backup worker and the panel only read. Every one of them must use TLS.
-for _telemetria_spec in 'migrate:ALL PRIVILEGES' 'sensor:INSERT' 'backup:SELECT' 'panel:SELECT'; do
+for _telemetria_spec in 'migrate:ALL PRIVILEGES' 'sensor:INSERT, SELECT' 'backup:SELECT' 'panel:SELECT'; do
 	_telemetria_user=${_telemetria_spec%%:*}
 	_telemetria_file=/run/credentials/${_telemetria_user}_password
 	if [ ! -r "$_telemetria_file" ]; then

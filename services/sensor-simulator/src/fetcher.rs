@@ -1,15 +1,19 @@
 //! The task that asks Open-Meteo, beside the tick loop: it calls when the
 //! [`Pacer`] says, and publishes the latest observation of each city through
 //! a `watch`, so a tick never waits on the API, whether it is slow, failing
-//! or rationed.
+//! or rationed. Once the API has answered, it also fills the gap a downtime
+//! left ([`crate::backfill`]), once, from the same budget.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use telemetry_core::weather::{quota_calls, City, Observation, WeatherClient};
+use telemetry_core::{NewReading, Source};
 use tokio::sync::watch;
 
+use crate::backfill::{rows_filling, Backfill, Gap};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::pacing::{Call, Next, Outcome, Pacer};
@@ -26,6 +30,9 @@ pub struct Fetcher {
     held: watch::Sender<Held>,
     /// The UTC day whose spent budget was logged: once a day is enough.
     budget_spent_logged: Option<NaiveDate>,
+    /// Until it has run: filling the gap before the start. `None` when
+    /// `sensor.backfill_max_hours` is 0.
+    backfill: Option<Backfill>,
 }
 
 impl Fetcher {
@@ -36,6 +43,7 @@ impl Fetcher {
         pacer: Pacer,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
+        backfill: Option<Backfill>,
     ) -> (Self, watch::Receiver<Held>) {
         let (held, receiver) = watch::channel(pacer.held().to_vec());
         let fetcher = Self {
@@ -46,6 +54,7 @@ impl Fetcher {
             metrics,
             held,
             budget_spent_logged: None,
+            backfill,
         };
         (fetcher, receiver)
     }
@@ -53,6 +62,7 @@ impl Fetcher {
     /// Runs until every receiver is dropped: the tick loop has stopped, and a
     /// request in flight is abandoned.
     pub async fn run(mut self) {
+        let started = self.clock.now();
         loop {
             let now = self.clock.now();
             self.metrics
@@ -74,7 +84,124 @@ impl Fetcher {
             if !self.fetch(&call).await {
                 return;
             }
+            // After the first answer, not before: the live observations
+            // come first, and an API that is failing is not asked for the
+            // past too.
+            if self.pacer.backoff().failures() == 0 {
+                if let Some(backfill) = self.backfill.take() {
+                    if !self.fill_gaps(&backfill, started).await {
+                        return;
+                    }
+                }
+            }
         }
+    }
+
+    /// Fills each city's gap before `started` from Open-Meteo's past
+    /// series, in one request; gives up, with a warning, on anything that
+    /// goes wrong (the next start looks again from its own last rows).
+    /// False if the tick loop stopped meanwhile: what was not stored is
+    /// abandoned.
+    #[tracing::instrument(skip_all)]
+    async fn fill_gaps(&mut self, backfill: &Backfill, started: DateTime<Utc>) -> bool {
+        let started = started.naive_utc();
+        let gaps = tokio::select! {
+            _ = self.held.closed() => return false,
+            gaps = backfill.gaps(&self.cities, started) => gaps,
+        };
+        let gaps = match gaps {
+            Ok(gaps) if gaps.is_empty() => return true,
+            Ok(gaps) => gaps,
+            Err(error) => {
+                tracing::warn!(message = "cannot look for gaps to backfill; none filled", %error);
+                return true;
+            }
+        };
+        let cities: Vec<City> = gaps
+            .iter()
+            .map(|gap| self.cities[gap.city].clone())
+            .collect();
+        let calls = quota_calls(cities.len());
+        let now = self.clock.now();
+        let spare = self.pacer.spare_calls(now);
+        if calls > spare {
+            tracing::warn!(
+                message = "the day's budget cannot spare the backfill; gaps left unfilled",
+                calls,
+                spare,
+                slots = gaps.iter().map(Gap::slots).sum::<usize>(),
+            );
+            return true;
+        }
+        let from = gaps.iter().map(|gap| gap.first).min().unwrap_or(started);
+        let to = gaps.iter().map(|gap| gap.last).max().unwrap_or(started);
+        let reply = tokio::select! {
+            _ = self.held.closed() => return false,
+            reply = self.client.past_quarter_hours(&cities, from, to) => reply,
+        };
+        self.pacer.spend_extra(now, calls);
+        self.metrics.api_calls.add(calls);
+        let series = match reply {
+            Ok(series) => series,
+            Err(error) => {
+                self.metrics.api_errors.increment(&error.kind());
+                tracing::warn!(
+                    message = "Open-Meteo's past data request failed; gaps left unfilled",
+                    kind = error.kind(),
+                    %error,
+                );
+                return true;
+            }
+        };
+        let rows: Vec<Vec<NewReading>> = gaps
+            .iter()
+            .zip(&cities)
+            .zip(&series)
+            .map(|((gap, city), series)| rows_filling(gap, city, series))
+            .collect();
+        let mut inserted = BTreeMap::new();
+        for source in [Source::Backfill, Source::Interpolated] {
+            let of_source: Vec<NewReading> = rows
+                .iter()
+                .flatten()
+                .filter(|row| row.source == source)
+                .cloned()
+                .collect();
+            let stored = tokio::select! {
+                _ = self.held.closed() => return false,
+                stored = backfill.store(&of_source) => stored,
+            };
+            match stored {
+                Ok(count) => {
+                    self.metrics.backfilled.add(&source.as_str(), count);
+                    inserted.insert(source.as_str(), count);
+                }
+                Err(error) => {
+                    tracing::warn!(message = "the database did not take the backfill; given up", %error);
+                    return true;
+                }
+            }
+        }
+        let by_city: Vec<String> = gaps
+            .iter()
+            .zip(&rows)
+            .map(|(gap, rows)| {
+                format!(
+                    "{}: {} of {} slots from {} to {}",
+                    self.cities[gap.city].name,
+                    rows.len(),
+                    gap.slots(),
+                    gap.first,
+                    gap.last
+                )
+            })
+            .collect();
+        tracing::info!(
+            message = "gaps before the start filled from Open-Meteo's past data",
+            cities = ?by_city,
+            inserted = ?inserted,
+        );
+        true
     }
 
     /// Waits until `at`; false if the tick loop stopped meanwhile.

@@ -1,7 +1,8 @@
 //! sensor-simulator: reads current weather for each configured city every
 //! tick and stores it in `mediciones`, spooling to disk while the database
-//! is unreachable.
+//! is unreachable; after downtime, fills the gap from Open-Meteo's past data.
 
+pub mod backfill;
 pub mod clock;
 pub mod fetcher;
 pub mod metrics;
@@ -57,6 +58,7 @@ impl Application {
             interval_secs = settings.sensor.interval_secs,
             cities = settings.sensor.cities.len(),
             fetch_policy = settings.sensor.fetch_policy.name(),
+            backfill_max_hours = settings.sensor.backfill_max_hours,
             api_calls_per_day = settings.sensor_calls_per_day(),
             api_budget = settings.sensor_budget(),
             database = %format!("{}:{}/{}", settings.database.host, settings.database.port, settings.database.name),

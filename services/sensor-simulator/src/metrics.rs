@@ -38,6 +38,8 @@ pub struct Metrics {
     pub api_budget_remaining: Gauge,
     /// The wait imposed by the last failed request; 0 once one succeeds.
     pub api_backoff_seconds: Gauge,
+    /// Rows filled in after downtime, by source (`backfill`, `interpolated`).
+    pub backfilled: CounterVec<&'static str>,
 }
 
 impl Metrics {
@@ -152,6 +154,12 @@ impl Observable for Metrics {
                 "sensor_api_backoff_seconds",
                 "Wait imposed by the last failed Open-Meteo request; 0 after a success.",
                 self.api_backoff_seconds.get(),
+            )
+            .counter_vec(
+                "sensor_backfilled_total",
+                "Rows filled in after downtime from Open-Meteo's past data, by source.",
+                "source",
+                &self.backfilled,
             );
         out.finish()
     }

@@ -317,6 +317,22 @@ impl Pacer {
         self.budget.remaining(at)
     }
 
+    /// Calls left today beyond what the policy needs for the rest of the
+    /// UTC day: what a one-off request (the backfill after downtime) may
+    /// spend without cutting the day's fetches short.
+    pub fn spare_calls(&self, now: DateTime<Utc>) -> u64 {
+        let interval = self.interval.to_std().unwrap_or(Duration::MAX);
+        let per_day = self.policy.calls_per_day(interval, self.held.len());
+        let seconds_left = (next_utc_day(now) - now).num_seconds().max(0) as u64;
+        let needed = per_day.saturating_mul(seconds_left).div_ceil(86_400);
+        self.budget.remaining(now).saturating_sub(needed)
+    }
+
+    /// Records `calls` made at `at` outside the schedule (the backfill).
+    pub fn spend_extra(&mut self, at: DateTime<Utc>, calls: u64) {
+        self.budget.spend(at, calls);
+    }
+
     /// What to do next, seen at `now`.
     pub fn next(&self, now: DateTime<Utc>) -> Next {
         let mut at = self.policy_time(now);
@@ -517,6 +533,20 @@ mod tests {
 
     fn fails(_: &Call) -> Outcome {
         Outcome::Failed { retry_after: None }
+    }
+
+    #[test]
+    fn spare_calls_leave_the_policy_what_it_needs_for_the_rest_of_the_day() {
+        // Round-robin at 15 s: 5,760 calls a day, 2,880 by noon.
+        let mut pacer = pacer(FetchPolicy::RoundRobin, SEED_CITIES, 7_984);
+        let noon = at("2026-11-23T12:00:00Z");
+        assert_eq!(pacer.spare_calls(noon), 7_984 - 2_880);
+        pacer.spend_extra(noon, 7);
+        assert_eq!(pacer.budget_remaining(noon), 7_984 - 7);
+        assert_eq!(pacer.spare_calls(noon), 7_984 - 7 - 2_880);
+        // A budget the policy needs all of spares nothing.
+        let pacer = self::pacer(FetchPolicy::RoundRobin, SEED_CITIES, 5_760);
+        assert_eq!(pacer.spare_calls(at("2026-11-23T00:00:00Z")), 0);
     }
 
     /// Runs the pacer from `from` to `until` as the fetcher does, with

@@ -15,6 +15,7 @@ use telemetry_core::weather::City;
 use telemetry_core::{NewReading, Source};
 use tokio::sync::{watch, Notify};
 
+use crate::backfill::Backfill;
 use crate::clock::Clock;
 use crate::fetcher::{Fetcher, Held};
 use crate::metrics::Metrics;
@@ -64,7 +65,8 @@ impl Sensor {
         metrics.spool_bytes.set(spool.bytes() as f64);
         let cities = settings.sensor.cities.clone();
         let (fetcher, held) = match settings.sensor.source {
-            Source::Simulated => (None, None),
+            // The last two are refused by `Settings::validate`.
+            Source::Simulated | Source::Backfill | Source::Interpolated => (None, None),
             Source::OpenMeteo => {
                 let budget = settings.sensor_budget();
                 metrics.api_budget.set(budget as f64);
@@ -76,8 +78,19 @@ impl Sensor {
                     settings.sensor.fetch_backoff_max(),
                 );
                 let client = settings.weather.client()?;
-                let (fetcher, held) =
-                    Fetcher::new(client, cities.clone(), pacer, clock, metrics.clone());
+                let backfill = Backfill::new(
+                    pool.clone(),
+                    settings.database.timeout(),
+                    settings.sensor.backfill_max_hours,
+                );
+                let (fetcher, held) = Fetcher::new(
+                    client,
+                    cities.clone(),
+                    pacer,
+                    clock,
+                    metrics.clone(),
+                    backfill,
+                );
                 (Some(fetcher), Some(held))
             }
         };

@@ -55,8 +55,14 @@ pub struct SensorSettings {
     /// After failures, fetches wait four ticks, then twice as long each
     /// time, up to this (seconds).
     pub fetch_backoff_max_secs: u64,
+    /// At start, the quarter hours a downtime left empty are filled from
+    /// Open-Meteo's past data, at most this many hours back; 0 turns it off.
+    pub backfill_max_hours: u64,
     pub cities: Vec<City>,
 }
+
+/// Open-Meteo keeps 92 days of past data.
+pub const BACKFILL_MAX_HOURS_LIMIT: u64 = 92 * 24;
 
 impl Default for SensorSettings {
     fn default() -> Self {
@@ -65,6 +71,9 @@ impl Default for SensorSettings {
             interval_secs: 15,
             fetch_policy: FetchPolicy::default(),
             fetch_backoff_max_secs: BACKOFF_CAP.num_seconds() as u64,
+            // A week: a downtime of a few days is filled; a longer one was
+            // noticed and decided about.
+            backfill_max_hours: 168,
             cities: default_cities(),
         }
     }
@@ -104,7 +113,8 @@ impl Settings {
     /// Open-Meteo calls a day of the sensor's policy (0 when simulated).
     pub fn sensor_calls_per_day(&self) -> u64 {
         match self.sensor.source {
-            Source::Simulated => 0,
+            // The last two are refused by `validate`.
+            Source::Simulated | Source::Backfill | Source::Interpolated => 0,
             Source::OpenMeteo => self
                 .sensor
                 .fetch_policy
@@ -180,11 +190,23 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.database.validate()?;
         let sensor = &self.sensor;
+        if !matches!(sensor.source, Source::OpenMeteo | Source::Simulated) {
+            return Err(SettingsError::invalid(
+                "sensor.source",
+                sensor.source,
+                "must be open-meteo or simulated (the sensor tags filled-in rows itself)",
+            ));
+        }
         check_range("sensor.interval_secs", sensor.interval_secs, 1..=86_400)?;
         check_range(
             "sensor.fetch_backoff_max_secs",
             sensor.fetch_backoff_max_secs,
             1..=86_400,
+        )?;
+        check_range(
+            "sensor.backfill_max_hours",
+            sensor.backfill_max_hours,
+            0..=BACKFILL_MAX_HOURS_LIMIT,
         )?;
         validate_cities("sensor", &sensor.cities)?;
         self.weather.validate()?;
@@ -266,6 +288,32 @@ mod tests {
             .to_string();
         assert!(error.contains("10080 calls a day for the panel"), "{error}");
         assert!(!error.contains("set sensor.fetch_policy"), "{error}");
+    }
+
+    #[test]
+    fn backfill_looks_a_week_back_by_default_and_at_most_what_open_meteo_keeps() {
+        assert_eq!(load_toml("").unwrap().sensor.backfill_max_hours, 168);
+        assert_eq!(
+            load_toml("[sensor]\nbackfill_max_hours = 0\n")
+                .unwrap()
+                .sensor
+                .backfill_max_hours,
+            0
+        );
+        let error = load_toml("[sensor]\nbackfill_max_hours = 2209\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`sensor.backfill_max_hours`"), "{error}");
+        assert!(error.contains("\"2209\""), "{error}");
+    }
+
+    #[test]
+    fn the_sources_of_filled_in_rows_are_not_a_sensor_source() {
+        let error = load_toml("[sensor]\nsource = \"backfill\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`sensor.source`"), "{error}");
+        assert!(error.contains("open-meteo or simulated"), "{error}");
     }
 
     #[test]

@@ -62,11 +62,19 @@ impl<K: Ord + Clone + Display> CounterVec<K> {
         K: Borrow<Q>,
         Q: Ord + ToOwned<Owned = K> + ?Sized,
     {
+        self.add(label, 1);
+    }
+
+    pub fn add<Q>(&self, label: &Q, amount: u64)
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
         let mut counts = self.counts.lock().expect("metrics lock");
         match counts.get_mut(label) {
-            Some(count) => *count += 1,
+            Some(count) => *count += amount,
             None => {
-                counts.insert(label.to_owned(), 1);
+                counts.insert(label.to_owned(), amount);
             }
         }
     }

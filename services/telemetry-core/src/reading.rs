@@ -13,7 +13,8 @@ use crate::database::{record_host, with_timeout, DatabaseError};
 use crate::time::{seed_format, seed_timestamp};
 
 /// Where a reading came from. Simulated readings are always stored as such,
-/// never passed off as measured.
+/// never passed off as measured, and values filled in after downtime are
+/// stored as filled in, never as live observations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub enum Source {
@@ -21,13 +22,33 @@ pub enum Source {
     OpenMeteo,
     #[serde(rename = "simulated")]
     Simulated,
+    /// Filled in after the sensor was down, from Open-Meteo's past data at a
+    /// full hour: the hourly model's own value.
+    #[serde(rename = "backfill")]
+    Backfill,
+    /// Filled in after the sensor was down, at a quarter hour between full
+    /// hours: Open-Meteo interpolates these from hourly data where no
+    /// 15-minute model covers the place (our Colombian cities), and its
+    /// reply does not say where one does, so they never claim more.
+    #[serde(rename = "interpolated")]
+    Interpolated,
 }
 
 impl Source {
+    pub const ALL: [Self; 4] = [
+        Self::OpenMeteo,
+        Self::Simulated,
+        Self::Backfill,
+        Self::Interpolated,
+    ];
+
+    /// The name stored in `mediciones.source` (at most 16 characters).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OpenMeteo => "open-meteo",
             Self::Simulated => "simulated",
+            Self::Backfill => "backfill",
+            Self::Interpolated => "interpolated",
         }
     }
 }
@@ -48,13 +69,16 @@ impl TryFrom<String> for Source {
 impl FromStr for Source {
     type Err = String;
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "open-meteo" => Ok(Self::OpenMeteo),
-            "simulated" => Ok(Self::Simulated),
-            other => Err(format!(
-                "unknown source {other:?}, expected \"open-meteo\" or \"simulated\""
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|source| source.as_str() == value)
+            .ok_or_else(|| {
+                let names: Vec<String> = Self::ALL
+                    .iter()
+                    .map(|source| format!("{:?}", source.as_str()))
+                    .collect();
+                format!("unknown source {value:?}, expected {}", names.join(", "))
+            })
     }
 }
 
@@ -340,6 +364,38 @@ pub async fn latest(
     Ok(readings)
 }
 
+/// For each of `cities`, the `fecha_registro` of its last row before
+/// `before`, or `None` if it has none. One query per city, each answered
+/// from the unique key (ciudad, fecha_registro) without reading a row.
+#[tracing::instrument(
+    skip_all,
+    fields(cities = cities.len(), host = tracing::field::Empty)
+)]
+pub async fn last_rows_before(
+    pool: &Pool,
+    cities: &[String],
+    before: NaiveDateTime,
+    limit: Duration,
+) -> Result<Vec<Option<NaiveDateTime>>, DatabaseError> {
+    with_timeout(limit, async {
+        let mut conn = pool.get_conn().await?;
+        record_host(&conn);
+        let mut last = Vec::with_capacity(cities.len());
+        for city in cities {
+            let row: Option<Option<NaiveDateTime>> = conn
+                .exec_first(
+                    "SELECT MAX(fecha_registro) FROM mediciones \
+                     WHERE ciudad = ? AND fecha_registro < ?",
+                    (city.as_str(), before),
+                )
+                .await?;
+            last.push(row.flatten());
+        }
+        Ok(last)
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,9 +466,21 @@ mod tests {
     #[test]
     fn source_parses_only_known_names() {
         assert_eq!("simulated".parse::<Source>().unwrap(), Source::Simulated);
-        assert!("open_meteo"
-            .parse::<Source>()
-            .unwrap_err()
-            .contains("open_meteo"));
+        let error = "open_meteo".parse::<Source>().unwrap_err();
+        assert!(error.contains("open_meteo"), "{error}");
+        assert!(error.contains("\"interpolated\""), "{error}");
+    }
+
+    #[test]
+    fn every_source_round_trips_by_name_and_fits_the_column() {
+        for source in Source::ALL {
+            assert_eq!(source.as_str().parse::<Source>().unwrap(), source);
+            assert_eq!(source.to_string(), source.as_str());
+            let json = serde_json::to_string(&source).unwrap();
+            assert_eq!(json, format!("\"{source}\""));
+            assert_eq!(serde_json::from_str::<Source>(&json).unwrap(), source);
+            // `mediciones.source` is VARCHAR(16).
+            assert!(source.as_str().len() <= 16, "{source}");
+        }
     }
 }

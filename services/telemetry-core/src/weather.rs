@@ -1,23 +1,41 @@
-//! Open-Meteo client: current conditions for several places in one request.
+//! Open-Meteo client: current conditions, or the past 15-minute series, for
+//! several places in one request.
 //!
-//! Shared by the sensor (which stores what it gets) and the panel (which
-//! shows live weather). Values the API does not send stay `None`: nothing is
-//! ever invented, and values outside physical bounds are refused the same way.
+//! Shared by the sensor (which stores what it gets, and fills gaps after
+//! downtime from the past series) and the panel (which shows live weather).
+//! Values the API does not send stay `None`: nothing is ever invented, and
+//! values outside physical bounds are refused the same way.
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Variables asked for; temperature and humidity are the seed's, the rest are
-/// stored when present.
-const CURRENT_VARIABLES: &str =
+/// Variables asked for, in `current` and in `minutely_15` alike; temperature
+/// and humidity are the seed's, the rest are stored when present.
+const VARIABLES: &str =
     "temperature_2m,relative_humidity_2m,apparent_temperature,weather_code,wind_speed_10m";
 
-/// A reply larger than this is refused: the real one for a dozen cities is a
-/// few kilobytes, and a hostile one must not exhaust memory.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A `current` reply larger than this is refused: the real one for a dozen
+/// cities is a few kilobytes, and a hostile one must not exhaust memory.
+const MAX_CURRENT_BODY_BYTES: usize = 1024 * 1024;
+/// The same bound for a past series: a week of quarter hours for seven
+/// cities is about a quarter of a megabyte, Open-Meteo's whole 92 days
+/// about three and a half megabytes.
+const MAX_PAST_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How Open-Meteo writes times in requests and replies: minutes, no offset.
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M";
+
+/// Physical bounds of each variable; a value outside is refused like a
+/// missing one.
+const TEMPERATURE: std::ops::RangeInclusive<f64> = -90.0..=60.0;
+const HUMIDITY: std::ops::RangeInclusive<f64> = 0.0..=100.0;
+const APPARENT_TEMPERATURE: std::ops::RangeInclusive<f64> = -100.0..=80.0;
+const WEATHER_CODE: std::ops::RangeInclusive<f64> = 0.0..=99.0;
+const WIND_SPEED: std::ops::RangeInclusive<f64> = 0.0..=500.0;
 
 /// A place to observe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,18 +301,52 @@ impl WeatherClient {
         )
     )]
     pub async fn current(&self, cities: &[City]) -> Result<Vec<Observation>, WeatherError> {
-        let join = |value: fn(&City) -> f64| {
-            cities
-                .iter()
-                .map(|city| value(city).to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let mut request = self.http.get(&self.forecast_url).query(&[
-            ("latitude", join(|city| city.latitude)),
-            ("longitude", join(|city| city.longitude)),
-            ("current", CURRENT_VARIABLES.to_owned()),
+        let mut query = coordinates(cities);
+        query.push(("current", VARIABLES.to_owned()));
+        let body = self.get(&query, MAX_CURRENT_BODY_BYTES).await?;
+        parse_reply(&body, cities.len())
+    }
+
+    /// The 15-minute series of every city from `from` to `to` (UTC, both
+    /// included, on quarter hours), in the order given. A range reaching
+    /// past now holds forecast values: the caller keeps only past slots.
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            cities = cities.len(),
+            from = %from,
+            to = %to,
+            status = tracing::field::Empty,
+            bytes = tracing::field::Empty
+        )
+    )]
+    pub async fn past_quarter_hours(
+        &self,
+        cities: &[City],
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> Result<Vec<PastSeries>, WeatherError> {
+        let mut query = coordinates(cities);
+        query.extend([
+            ("minutely_15", VARIABLES.to_owned()),
+            ("start_minutely_15", from.format(TIME_FORMAT).to_string()),
+            ("end_minutely_15", to.format(TIME_FORMAT).to_string()),
+            // Times in the reply are then UTC, as `fecha_registro` is.
+            ("timezone", "GMT".to_owned()),
         ]);
+        let body = self.get(&query, MAX_PAST_BODY_BYTES).await?;
+        parse_past_reply(&body, cities.len())
+    }
+
+    /// One request with `query` (and the `apikey`): the body of a 200 reply
+    /// up to `max_bytes`, or the error the status, the transport or the
+    /// size amounts to. Records `status` and `bytes` on the caller's span.
+    async fn get(
+        &self,
+        query: &[(&str, String)],
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, WeatherError> {
+        let mut request = self.http.get(&self.forecast_url).query(query);
         if let Some(apikey) = &self.apikey {
             request = request.query(&[("apikey", apikey.expose_secret())]);
         }
@@ -315,34 +367,32 @@ impl WeatherClient {
             .await
             .map_err(|error| self.transport_error(error))?
         {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
+            if body.len() + chunk.len() > max_bytes {
                 return Err(WeatherError::Malformed(format!(
-                    "reply larger than {MAX_BODY_BYTES} bytes"
+                    "reply larger than {max_bytes} bytes"
                 )));
             }
             body.extend_from_slice(&chunk);
         }
         tracing::Span::current().record("bytes", body.len());
-        if status != 200 {
-            let reason = serde_json::from_slice::<ErrorReply>(&body)
-                .map(|reply| reply.reason)
-                .unwrap_or_else(|_| {
-                    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
-                });
-            return Err(match status {
-                429 => WeatherError::RateLimited {
-                    reason,
-                    retry_after,
-                },
-                400..=499 => WeatherError::Rejected { status, reason },
-                _ => WeatherError::Unavailable {
-                    status,
-                    reason,
-                    retry_after,
-                },
-            });
+        if status == 200 {
+            return Ok(body);
         }
-        parse_reply(&body, cities.len())
+        let reason = serde_json::from_slice::<ErrorReply>(&body)
+            .map(|reply| reply.reason)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+        Err(match status {
+            429 => WeatherError::RateLimited {
+                reason,
+                retry_after,
+            },
+            400..=499 => WeatherError::Rejected { status, reason },
+            _ => WeatherError::Unavailable {
+                status,
+                reason,
+                retry_after,
+            },
+        })
     }
 
     fn transport_error(&self, error: reqwest::Error) -> WeatherError {
@@ -356,6 +406,21 @@ impl WeatherClient {
             WeatherError::Transport(error.to_string())
         }
     }
+}
+
+/// The `latitude` and `longitude` lists of a multi-location request.
+fn coordinates(cities: &[City]) -> Vec<(&'static str, String)> {
+    let join = |value: fn(&City) -> f64| {
+        cities
+            .iter()
+            .map(|city| value(city).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        ("latitude", join(|city| city.latitude)),
+        ("longitude", join(|city| city.longitude)),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -382,12 +447,20 @@ struct CurrentReply {
     wind_speed_10m: Option<serde_json::Value>,
 }
 
-/// Parses a reply for `expected` locations: an array in request order, or a
-/// single object when one location was asked for.
+/// Parses a `current` reply for `expected` locations.
 pub fn parse_reply(body: &[u8], expected: usize) -> Result<Vec<Observation>, WeatherError> {
+    locations::<LocationReply>(body, expected)?
+        .into_iter()
+        .map(observation)
+        .collect()
+}
+
+/// The elements of a reply for `expected` locations: an array in request
+/// order, or a single object when one location was asked for.
+fn locations<T: DeserializeOwned>(body: &[u8], expected: usize) -> Result<Vec<T>, WeatherError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| WeatherError::Malformed(error.to_string()))?;
-    let locations: Vec<LocationReply> = match value {
+    let locations: Vec<T> = match value {
         serde_json::Value::Array(items) => items
             .into_iter()
             .map(serde_json::from_value)
@@ -409,55 +482,66 @@ pub fn parse_reply(body: &[u8], expected: usize) -> Result<Vec<Observation>, Wea
             locations.len()
         )));
     }
-    locations.into_iter().map(observation).collect()
+    Ok(locations)
+}
+
+/// A reply's time in UTC: `text` is local time, `utc_offset_seconds` ahead.
+fn utc_time(
+    field: &str,
+    text: &str,
+    utc_offset_seconds: i32,
+) -> Result<NaiveDateTime, WeatherError> {
+    let local = NaiveDateTime::parse_from_str(text, TIME_FORMAT)
+        .map_err(|error| WeatherError::Malformed(format!("{field} {text:?}: {error}")))?;
+    if utc_offset_seconds.abs() > 18 * 3600 {
+        return Err(WeatherError::Malformed(format!(
+            "utc_offset_seconds {utc_offset_seconds} is not a real offset"
+        )));
+    }
+    Ok(local - TimeDelta::seconds(utc_offset_seconds.into()))
+}
+
+/// `value` if it is a number inside `range`; anything else costs only
+/// this value.
+fn within(value: Option<&serde_json::Value>, range: std::ops::RangeInclusive<f64>) -> Option<f64> {
+    value
+        .and_then(serde_json::Value::as_f64)
+        .filter(|v| range.contains(v))
 }
 
 fn observation(location: LocationReply) -> Result<Observation, WeatherError> {
     let current = location.current;
-    let local_time =
-        NaiveDateTime::parse_from_str(&current.time, "%Y-%m-%dT%H:%M").map_err(|error| {
-            WeatherError::Malformed(format!("current.time {:?}: {error}", current.time))
-        })?;
     if !(60..=86_400).contains(&current.interval) {
         return Err(WeatherError::Malformed(format!(
             "current.interval {} is outside 60..=86400 seconds",
             current.interval
         )));
     }
-    if location.utc_offset_seconds.abs() > 18 * 3600 {
-        return Err(WeatherError::Malformed(format!(
-            "utc_offset_seconds {} is not a real offset",
-            location.utc_offset_seconds
-        )));
-    }
-    let observed_at = local_time - TimeDelta::seconds(location.utc_offset_seconds.into());
+    let observed_at = utc_time("current.time", &current.time, location.utc_offset_seconds)?;
     let mut missing = Vec::new();
     let mut number = |name: &'static str,
                       value: Option<serde_json::Value>,
                       range: std::ops::RangeInclusive<f64>| {
-        let accepted = value
-            .as_ref()
-            .and_then(serde_json::Value::as_f64)
-            .filter(|v| range.contains(v));
+        let accepted = within(value.as_ref(), range);
         if accepted.is_none() {
             missing.push(name);
         }
         accepted
     };
-    let temperature = number("temperature_2m", current.temperature_2m, -90.0..=60.0);
+    let temperature = number("temperature_2m", current.temperature_2m, TEMPERATURE);
     let humidity = number(
         "relative_humidity_2m",
         current.relative_humidity_2m,
-        0.0..=100.0,
+        HUMIDITY,
     )
     .map(|v| v.round() as u8);
     let apparent_temperature = number(
         "apparent_temperature",
         current.apparent_temperature,
-        -100.0..=80.0,
+        APPARENT_TEMPERATURE,
     );
-    let weather_code = number("weather_code", current.weather_code, 0.0..=99.0).map(|v| v as u16);
-    let wind_speed = number("wind_speed_10m", current.wind_speed_10m, 0.0..=500.0);
+    let weather_code = number("weather_code", current.weather_code, WEATHER_CODE).map(|v| v as u16);
+    let wind_speed = number("wind_speed_10m", current.wind_speed_10m, WIND_SPEED);
     // An observation without the seed's two values says nothing worth storing.
     if temperature.is_none() && humidity.is_none() {
         return Err(WeatherError::Malformed(
@@ -476,6 +560,87 @@ fn observation(location: LocationReply) -> Result<Observation, WeatherError> {
         wind_speed,
         missing,
     })
+}
+
+/// One place's past 15-minute series, slots in the reply's order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PastSeries {
+    pub slots: Vec<PastSlot>,
+}
+
+/// The values of one quarter hour. Only slots with a temperature or a
+/// humidity are kept: without the seed's two values there is nothing worth
+/// storing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastSlot {
+    /// The slot's start in UTC.
+    pub at: NaiveDateTime,
+    pub temperature: Option<f64>,
+    pub humidity: Option<u8>,
+    pub apparent_temperature: Option<f64>,
+    pub weather_code: Option<u16>,
+    pub wind_speed: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct PastLocationReply {
+    utc_offset_seconds: i32,
+    minutely_15: SeriesReply,
+}
+
+/// Each series is kept as raw JSON so a value of the wrong type costs that
+/// value, and a series the reply lacks costs that variable.
+#[derive(Deserialize)]
+struct SeriesReply {
+    time: Vec<String>,
+    temperature_2m: Option<Vec<serde_json::Value>>,
+    relative_humidity_2m: Option<Vec<serde_json::Value>>,
+    apparent_temperature: Option<Vec<serde_json::Value>>,
+    weather_code: Option<Vec<serde_json::Value>>,
+    wind_speed_10m: Option<Vec<serde_json::Value>>,
+}
+
+/// Parses a `minutely_15` reply for `expected` locations.
+pub fn parse_past_reply(body: &[u8], expected: usize) -> Result<Vec<PastSeries>, WeatherError> {
+    locations::<PastLocationReply>(body, expected)?
+        .into_iter()
+        .map(past_series)
+        .collect()
+}
+
+fn past_series(location: PastLocationReply) -> Result<PastSeries, WeatherError> {
+    let series = location.minutely_15;
+    let slots = series.time.len();
+    // A series of another length cannot be matched to the times: the reply
+    // is broken, not one value.
+    let values = |name: &str, values: Option<Vec<serde_json::Value>>| match values {
+        None => Ok(vec![serde_json::Value::Null; slots]),
+        Some(values) if values.len() == slots => Ok(values),
+        Some(values) => Err(WeatherError::Malformed(format!(
+            "minutely_15.{name} has {} values for {slots} times",
+            values.len()
+        ))),
+    };
+    let temperature = values("temperature_2m", series.temperature_2m)?;
+    let humidity = values("relative_humidity_2m", series.relative_humidity_2m)?;
+    let apparent_temperature = values("apparent_temperature", series.apparent_temperature)?;
+    let weather_code = values("weather_code", series.weather_code)?;
+    let wind_speed = values("wind_speed_10m", series.wind_speed_10m)?;
+    let mut kept = Vec::with_capacity(slots);
+    for (index, time) in series.time.iter().enumerate() {
+        let slot = PastSlot {
+            at: utc_time("minutely_15.time", time, location.utc_offset_seconds)?,
+            temperature: within(temperature.get(index), TEMPERATURE),
+            humidity: within(humidity.get(index), HUMIDITY).map(|v| v.round() as u8),
+            apparent_temperature: within(apparent_temperature.get(index), APPARENT_TEMPERATURE),
+            weather_code: within(weather_code.get(index), WEATHER_CODE).map(|v| v as u16),
+            wind_speed: within(wind_speed.get(index), WIND_SPEED),
+        };
+        if slot.temperature.is_some() || slot.humidity.is_some() {
+            kept.push(slot);
+        }
+    }
+    Ok(PastSeries { slots: kept })
 }
 
 #[cfg(test)]
@@ -555,6 +720,79 @@ mod tests {
         assert_eq!(observation.temperature, None);
         assert_eq!(observation.humidity, Some(72));
         assert_eq!(observation.missing, vec!["temperature_2m"]);
+    }
+
+    const PAST_MANY: &str = include_str!("../tests/fixtures/minutely-15-many.json");
+
+    fn utc_minute(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, TIME_FORMAT).unwrap()
+    }
+
+    #[test]
+    fn parses_past_series_of_many_locations_dropping_slots_without_the_seeds_values() {
+        let series = parse_past_reply(PAST_MANY.as_bytes(), 2).unwrap();
+        let bogota = &series[0].slots;
+        // 10:30 has neither temperature nor humidity: not a slot to fill.
+        let times: Vec<String> = bogota.iter().map(|slot| slot.at.to_string()).collect();
+        assert_eq!(
+            times,
+            [
+                "2026-11-23 10:00:00",
+                "2026-11-23 10:15:00",
+                "2026-11-23 10:45:00",
+                "2026-11-23 11:00:00"
+            ]
+        );
+        assert_eq!(
+            bogota[0],
+            PastSlot {
+                at: utc_minute("2026-11-23T10:00"),
+                temperature: Some(13.1),
+                humidity: Some(80),
+                apparent_temperature: Some(12.0),
+                weather_code: Some(3),
+                wind_speed: Some(5.4),
+            }
+        );
+        let medellin = &series[1].slots;
+        assert_eq!(medellin.len(), 5);
+        // A string where a number belongs, and a null: that value only.
+        assert_eq!(medellin[2].temperature, None);
+        assert_eq!(medellin[2].humidity, Some(63));
+        assert_eq!(medellin[4].temperature, None);
+        // Series the reply lacks stay empty, never invented.
+        assert!(medellin
+            .iter()
+            .all(|slot| slot.wind_speed.is_none() && slot.weather_code.is_none()));
+    }
+
+    #[test]
+    fn past_series_times_are_converted_to_utc() {
+        let body = PAST_MANY.replace("\"utc_offset_seconds\":0", "\"utc_offset_seconds\":-18000");
+        let series = parse_past_reply(body.as_bytes(), 2).unwrap();
+        assert_eq!(series[1].slots[0].at, utc_minute("2026-11-23T15:00"));
+    }
+
+    #[test]
+    fn a_broken_past_series_is_malformed_and_says_what_is_wrong() {
+        let short = PAST_MANY.replace("[65,64,63,62,61]", "[65,64]");
+        let error = parse_past_reply(short.as_bytes(), 2).unwrap_err();
+        assert_eq!(error.kind(), "malformed");
+        assert!(
+            error
+                .to_string()
+                .contains("relative_humidity_2m has 2 values for 5 times"),
+            "{error}"
+        );
+        let bad_time = PAST_MANY.replacen("2026-11-23T10:15", "10:15 today", 1);
+        let error = parse_past_reply(bad_time.as_bytes(), 2).unwrap_err();
+        assert!(error.to_string().contains("minutely_15.time"), "{error}");
+        let error = parse_past_reply(ONE.as_bytes(), 1).unwrap_err();
+        assert!(error.to_string().contains("minutely_15"), "{error}");
+        assert!(matches!(
+            parse_past_reply(PAST_MANY.as_bytes(), 3),
+            Err(WeatherError::Malformed(_))
+        ));
     }
 
     fn utc(text: &str) -> DateTime<Utc> {

@@ -53,11 +53,19 @@ pub fn recent_table(readings: &[Reading], zone: Tz, node_name: &str) -> Markup {
 }
 
 pub fn source_tag(source: Source) -> Markup {
-    let class = match source {
-        Source::OpenMeteo => "tag tag-source",
-        Source::Simulated => "tag tag-simulated",
+    let (class, title) = match source {
+        Source::OpenMeteo => ("tag tag-source", "source of the reading"),
+        Source::Simulated => ("tag tag-simulated", "source of the reading"),
+        Source::Backfill => (
+            "tag tag-backfill",
+            "filled in after the sensor was down, from Open-Meteo's past hourly data",
+        ),
+        Source::Interpolated => (
+            "tag tag-interpolated",
+            "filled in after the sensor was down: interpolated by Open-Meteo from hourly data",
+        ),
     };
-    html! { span class=(class) title="source of the reading" { (source.as_str()) } }
+    html! { span class=(class) title=(title) { (source.as_str()) } }
 }
 
 pub fn node_tag(node_name: &str) -> Markup {

@@ -169,3 +169,27 @@ fn outage_before_any_read_still_renders() {
     assert!(html.contains("No data has been read"));
     assert!(html.contains("Live weather"));
 }
+
+#[test]
+fn filled_in_rows_are_tagged_as_such_not_as_observations() {
+    let mut data = data();
+    let filled = |id, source| {
+        let mut row = reading(id, "Cali", 3600);
+        row.reading.source = source;
+        row
+    };
+    data.recent = vec![
+        filled(4, Source::Backfill),
+        filled(3, Source::Interpolated),
+        reading(2, HOSTILE, 30),
+    ];
+    let html = render_panel(&view_of(Some(data), None, &settings()), &settings());
+    assert_eq!(
+        html.matches("class=\"tag tag-backfill\"").count(),
+        1,
+        "{html}"
+    );
+    assert_eq!(html.matches("class=\"tag tag-interpolated\"").count(), 1);
+    assert!(html.contains(">backfill</span>"));
+    assert!(html.contains(">interpolated</span>"));
+}

@@ -79,7 +79,7 @@ async fn the_stack_keeps_its_secrets_and_its_privileges_to_itself() {
     // Each account's rights, and TLS required of each.
     let expected_grants = [
         ("migrate", "GRANT ALL PRIVILEGES ON `telemetria`.*"),
-        ("sensor", "GRANT INSERT ON `telemetria`.*"),
+        ("sensor", "GRANT SELECT, INSERT ON `telemetria`.*"),
         ("backup", "GRANT SELECT ON `telemetria`.*"),
         ("panel", "GRANT SELECT ON `telemetria`.*"),
     ];
