@@ -438,6 +438,16 @@ mod tests {
             .collect()
     }
 
+    /// Leaves `torn` at the end of the spool, as a crash during a write does.
+    fn crash_mid_write(directory: &Path, torn: &[u8]) {
+        OpenOptions::new()
+            .append(true)
+            .open(directory.join(FILE_NAME))
+            .unwrap()
+            .write_all(torn)
+            .unwrap();
+    }
+
     /// What a replay does after each stored batch, without a database.
     fn store_first_batch(spool: &Spool, batch_size: usize) {
         let batch = spool.batches(batch_size).unwrap().next().unwrap().unwrap();
@@ -498,11 +508,7 @@ mod tests {
         spool.append(&[reading("a")]).unwrap();
         let good_len = spool.bytes();
         drop(spool);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(FILE_NAME))
-            .unwrap();
-        file.write_all(b"{\"ciudad\":\"tor").unwrap();
+        crash_mid_write(dir.path(), b"{\"ciudad\":\"tor");
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.bytes(), good_len);
         assert_eq!(waiting(&spool), ["a"]);
@@ -515,11 +521,7 @@ mod tests {
         spool.append(&[reading("a")]).unwrap();
         let good_len = spool.bytes();
         drop(spool);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(FILE_NAME))
-            .unwrap();
-        file.write_all(&vec![b'x'; 200_000]).unwrap();
+        crash_mid_write(dir.path(), &vec![b'x'; 200_000]);
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.bytes(), good_len);
     }
