@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod archive;
 pub mod metrics;
+pub mod progress;
 pub mod retention;
 pub mod settings;
 pub mod snapshot;

@@ -1,9 +1,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use backup_worker::acl::{self, SERVICE_UID};
 use backup_worker::metrics::Metrics;
+use backup_worker::progress::RowProgress;
 use backup_worker::settings::Settings;
 use backup_worker::{archive, snapshot_once, Application};
 use clap::Subcommand;
@@ -27,7 +29,11 @@ enum Command {
     /// Check a snapshot against its manifest: checksum, every row, count.
     Verify { file: PathBuf },
     /// Verify a snapshot, then load its rows into the configured database
-    /// (needs an account with INSERT). Rows already present are skipped.
+    /// (needs an account with INSERT and SELECT), keeping their ids.
+    ///
+    /// Rows already present are skipped. A row whose id now holds another
+    /// reading goes in under a new id; one whose city and time hold other
+    /// values is left out. Either is reported, and the exit status is then 3.
     Restore { file: PathBuf },
     /// Let the service's user (UID 10001) write into DIR, with POSIX ACLs.
     ///
@@ -42,7 +48,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::<Command>::parse_as(&IDENTITY);
     let settings: Settings = cli.settings()?;
     let command = cli.command.unwrap_or(Command::Lifecycle(Lifecycle::Run));
@@ -61,12 +67,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Once => once(&settings).await?,
         Command::Verify { file } => verify(&file)?,
-        Command::Restore { file } => restore(&settings, &file).await?,
+        Command::Restore { file } => return restore(&settings, &file).await,
         Command::PrepareDirectory { directory } => {
             prepare_directory(&directory.unwrap_or(settings.backup.directory))?
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn once(settings: &Settings) -> anyhow::Result<()> {
@@ -92,28 +98,23 @@ fn verify(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn restore(settings: &Settings, file: &std::path::Path) -> anyhow::Result<()> {
+async fn restore(settings: &Settings, file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let pool = settings.database.pool()?;
     let total = archive::read_manifest(file)?.rows;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let mut progress = RowProgress::new(total, std::io::stderr().is_terminal());
     let restored = archive::restore(file, &pool, settings.database.timeout(), |rows| {
-        bar.set_position(rows)
+        progress.update(rows)
     })
-    .await?;
-    bar.finish_and_clear();
-    println!(
-        "{}: restored {} rows ({} new, {} already present)",
-        file.display(),
-        restored.rows,
-        restored.inserted,
-        restored.rows - restored.inserted
-    );
+    .await;
+    progress.finish();
     pool.disconnect().await.ok();
-    Ok(())
+    let restored = restored?;
+    print!("{}", restored.report(file));
+    Ok(if restored.restored_as_it_was() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(archive::NOT_RESTORED_AS_IT_WAS)
+    })
 }
 
 fn prepare_directory(directory: &std::path::Path) -> anyhow::Result<()> {

@@ -8,14 +8,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use backup_worker::acl::{self, Acl, AclError, Entry, Kind, Tag, SERVICE_UID};
-use backup_worker::archive::{self, ArchiveError};
+use backup_worker::archive::{self, ArchiveError, Resolution};
 use backup_worker::settings::Compression;
 use backup_worker::snapshot::{self, SnapshotError};
 use chrono::NaiveDate;
 use mysql_async::prelude::Queryable;
-use telemetry_core::reading::{insert_batch, latest};
+use secrecy::ExposeSecret;
+use telemetry_core::reading::{insert_batch, insert_with_ids, latest};
 use telemetry_core::testing::{city_names, eventually, Outage, TestDatabase};
-use telemetry_core::{NewReading, Source};
+use telemetry_core::{NewReading, Reading, Source};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -73,10 +74,17 @@ async fn snapshot_drop_restore_gives_back_every_row() {
             .query_drop("DELETE FROM mediciones")
             .await
             .unwrap();
-        let restored = archive::restore(&path, &db.pool, TIMEOUT, |_| {})
+        let mut progress = Vec::new();
+        let restored = archive::restore(&path, &db.pool, TIMEOUT, |rows| progress.push(rows))
             .await
             .unwrap();
-        assert_eq!((restored.rows, restored.inserted), (2_500, 2_500));
+        assert_eq!(
+            counts(&restored),
+            [2_500, 2_500, 0, 0, 0, 0],
+            "{compression:?}"
+        );
+        assert!(restored.restored_as_it_was());
+        assert_eq!(progress, [1_000, 2_000, 2_500]);
         assert_eq!(
             latest(&db.pool, 10_000, TIMEOUT).await.unwrap(),
             before,
@@ -86,9 +94,267 @@ async fn snapshot_drop_restore_gives_back_every_row() {
         let again = archive::restore(&path, &db.pool, TIMEOUT, |_| {})
             .await
             .unwrap();
-        assert_eq!(again.inserted, 0, "restoring twice changes nothing");
+        assert_eq!(
+            counts(&again),
+            [2_500, 0, 2_500, 0, 0, 0],
+            "restoring twice inserts nothing: everything is already present"
+        );
+        assert!(again.restored_as_it_was());
+        assert_eq!(latest(&db.pool, 10_000, TIMEOUT).await.unwrap(), before);
         db.drop().await;
     }
+}
+
+/// A restore's counts: rows, inserted, already present, same reading under
+/// another id, under a new id, not restored.
+fn counts(restored: &archive::Restored) -> [u64; 6] {
+    [
+        restored.rows,
+        restored.inserted,
+        restored.already_present,
+        restored.same_reading_other_id,
+        restored.new_id,
+        restored.not_restored,
+    ]
+}
+
+/// A snapshot of `readings(10)` (ids 1 to 10, in its own directory) and an
+/// empty database standing for the one recreated after the loss.
+async fn snapshot_of_ten_and_a_new_database() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<Reading>,
+    TestDatabase,
+) {
+    let lost = TestDatabase::create().await;
+    insert_batch(&lost.pool, &readings(10), TIMEOUT)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = snapshot::take(&lost.pool, dir.path(), Compression::None, TIMEOUT)
+        .await
+        .unwrap();
+    let mut snapshot = latest(&lost.pool, 100, TIMEOUT).await.unwrap();
+    snapshot.reverse();
+    assert_eq!(
+        snapshot.iter().map(|row| row.id).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    lost.drop().await;
+    let path = dir.path().join(&manifest.file);
+    (dir, path, snapshot, TestDatabase::create().await)
+}
+
+/// Readings the recreated database stored before the restore: a day after
+/// the snapshot's, so no (city, time) is shared with it.
+fn later_readings(count: u32) -> Vec<NewReading> {
+    readings(count)
+        .into_iter()
+        .map(|mut reading| {
+            reading.fecha_registro += chrono::TimeDelta::days(1);
+            reading
+        })
+        .collect()
+}
+
+async fn table(db: &TestDatabase) -> Vec<Reading> {
+    let mut rows = latest(&db.pool, 10_000, TIMEOUT).await.unwrap();
+    rows.reverse();
+    rows
+}
+
+#[tokio::test]
+async fn snapshot_rows_whose_ids_were_taken_meanwhile_go_back_under_new_ids() {
+    let (_dir, path, snapshot, db) = snapshot_of_ten_and_a_new_database().await;
+    // The new database's own readings take ids 1 to 4.
+    insert_batch(&db.pool, &later_readings(4), TIMEOUT)
+        .await
+        .unwrap();
+    // Snapshot row 5 is back already, under its id, as it was.
+    insert_with_ids(&db.pool, &snapshot[4..5], TIMEOUT)
+        .await
+        .unwrap();
+    // Snapshot row 7's reading is back under id 6 (as a sensor replaying its
+    // spool would put it), so snapshot row 6 finds its id taken.
+    insert_batch(&db.pool, &[snapshot[6].reading.clone()], TIMEOUT)
+        .await
+        .unwrap();
+    let before = table(&db).await;
+    assert_eq!(
+        before.iter().map(|row| row.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+
+    let restored = archive::restore(&path, &db.pool, TIMEOUT, |_| {})
+        .await
+        .unwrap();
+    // 8, 9, 10 inserted; 5 already present; 7 is the reading at id 6;
+    // 1 to 4 and 6 under new ids.
+    assert_eq!(counts(&restored), [10, 3, 1, 1, 5, 0]);
+    assert!(!restored.restored_as_it_was());
+    let moved: Vec<(u64, u64)> = restored
+        .conflicts
+        .iter()
+        .map(|conflict| match conflict.resolution {
+            Resolution::NewId(new_id) => (conflict.row.id, new_id),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        moved.iter().map(|&(old, _)| old).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 6],
+        "in file order"
+    );
+    let after = table(&db).await;
+    assert_eq!(after.len(), 14);
+    for &(old, new_id) in &moved {
+        assert!(new_id > 10, "{old} -> {new_id}");
+        let stored = after.iter().find(|row| row.id == new_id).unwrap();
+        assert_eq!(
+            stored.reading,
+            snapshot[old as usize - 1].reading,
+            "{old} -> {new_id}: its city, time and values"
+        );
+    }
+    for row in &snapshot {
+        assert!(
+            after.iter().any(|stored| stored.reading == row.reading),
+            "snapshot row {} is in the table",
+            row.id
+        );
+    }
+    for row in &before {
+        assert!(after.contains(row), "{row:?} untouched");
+    }
+    let report = restored.report(&path);
+    let (_, moved_six) = moved[4];
+    assert!(
+        report.contains(
+            "10 rows: 3 inserted, 1 already present, 1 same reading under another id, \
+             5 under a new id, 0 not restored\nnot restored as it was (exit status 3); all 5:"
+        ) && report.contains(&format!(") -> new id {moved_six}\n")),
+        "{report}"
+    );
+
+    let again = archive::restore(&path, &db.pool, TIMEOUT, |_| {})
+        .await
+        .unwrap();
+    // 5 and 8 to 10 under their ids; 1 to 4, 6 and 7 under other ids.
+    assert_eq!(
+        counts(&again),
+        [10, 0, 4, 6, 0, 0],
+        "the second restore inserts nothing, not even the moved rows again"
+    );
+    assert!(again.restored_as_it_was());
+    assert_eq!(table(&db).await, after);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_city_and_time_holding_other_values_is_reported_not_restored() {
+    let (_dir, path, snapshot, db) = snapshot_of_ten_and_a_new_database().await;
+    // Row 3's city and time, other values, under id 1.
+    let mut other_values = snapshot[2].reading.clone();
+    other_values.temperatura = Some(-40.0);
+    insert_batch(&db.pool, &[other_values], TIMEOUT)
+        .await
+        .unwrap();
+    // Row 2's id, city and time, another humidity.
+    let mut changed = snapshot[1].clone();
+    changed.reading.humedad = Some(changed.reading.humedad.map_or(1, |h| h + 1));
+    insert_with_ids(&db.pool, &[changed], TIMEOUT)
+        .await
+        .unwrap();
+    let before = table(&db).await;
+
+    let restored = archive::restore(&path, &db.pool, TIMEOUT, |_| {})
+        .await
+        .unwrap();
+    // 4 to 10 inserted; 1 under a new id (id 1 holds row 3's city and time);
+    // 2 and 3 not restored.
+    assert_eq!(counts(&restored), [10, 7, 0, 0, 1, 2]);
+    assert!(!restored.restored_as_it_was());
+    let resolutions: Vec<(u64, Resolution)> = restored
+        .conflicts
+        .iter()
+        .map(|conflict| (conflict.row.id, conflict.resolution))
+        .collect();
+    assert!(
+        matches!(resolutions[0], (1, Resolution::NewId(new_id)) if new_id > 10),
+        "{resolutions:?}"
+    );
+    assert_eq!(
+        resolutions[1..],
+        [
+            (2, Resolution::NotRestored { holder: 2 }),
+            (3, Resolution::NotRestored { holder: 1 })
+        ]
+    );
+    let after = table(&db).await;
+    assert_eq!(after.len(), 10);
+    for row in &before {
+        assert!(after.contains(row), "{row:?} is never overwritten");
+    }
+    let report = restored.report(&path);
+    assert!(
+        report.contains("not restored as it was (exit status 3); all 3:")
+            && report.contains("-> not restored: (city, time) holds different values (id 1)"),
+        "{report}"
+    );
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn the_restore_command_exits_3_when_rows_did_not_go_back_as_they_were() {
+    let (_dir, path, _snapshot, db) = snapshot_of_ten_and_a_new_database().await;
+    insert_batch(&db.pool, &later_readings(2), TIMEOUT)
+        .await
+        .unwrap();
+    let restore = || {
+        let settings = &db.settings;
+        let output = Command::new(env!("CARGO_BIN_EXE_backup-worker"))
+            .arg("restore")
+            .arg(&path)
+            .env("APP__DATABASE__HOST", &settings.host)
+            .env("APP__DATABASE__PORT", settings.port.to_string())
+            .env("APP__DATABASE__NAME", &settings.name)
+            .env("APP__DATABASE__USER", &settings.user)
+            .env(
+                "APP__DATABASE__PASSWORD",
+                settings
+                    .password
+                    .as_ref()
+                    .map(|password| password.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            )
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (status, stdout, stderr) = restore();
+    assert_eq!(status, Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "10 rows: 8 inserted, 0 already present, 0 same reading under another id, \
+             2 under a new id, 0 not restored\nnot restored as it was (exit status 3); all 2:\n  \
+             id 1 ("
+        ) && stdout.contains("\n  id 2 ("),
+        "{stdout}"
+    );
+    let (status, stdout, stderr) = restore();
+    assert_eq!(status, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "10 rows: 0 inserted, 8 already present, 2 same reading under another id, \
+             0 under a new id, 0 not restored\n"
+        ) && !stdout.contains("not restored as it was"),
+        "{stdout}"
+    );
+    db.drop().await;
 }
 
 #[tokio::test]

@@ -302,6 +302,79 @@ pub async fn insert_with_ids(
     .await
 }
 
+/// The stored readings with these ids, in no particular order; ids that
+/// are free are simply absent.
+#[tracing::instrument(
+    skip_all,
+    fields(ids = ids.len(), found = tracing::field::Empty, host = tracing::field::Empty)
+)]
+pub async fn find_by_ids(
+    pool: &Pool,
+    ids: &[u64],
+    limit: Duration,
+) -> Result<Vec<Reading>, DatabaseError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let readings: Vec<Reading> = with_timeout(limit, async {
+        let mut conn = pool.get_conn().await?;
+        record_host(&conn);
+        conn.exec(
+            format!("SELECT {COLUMNS} FROM mediciones WHERE id IN ({placeholders})"),
+            ids.to_vec(),
+        )
+        .await
+    })
+    .await?;
+    tracing::Span::current().record("found", readings.len());
+    Ok(readings)
+}
+
+/// For each (city, tick) of `keys` that a stored row holds: the key's index
+/// in `keys` and that row's id. Cities are compared with the column's
+/// collation, as the unique key compares them, so a key the unique key would
+/// refuse ("Bogota" against a stored "Bogotá") is found too.
+#[tracing::instrument(
+    skip_all,
+    fields(keys = keys.len(), found = tracing::field::Empty, host = tracing::field::Empty)
+)]
+pub async fn ids_at_city_and_tick(
+    pool: &Pool,
+    keys: &[(&str, NaiveDateTime)],
+    limit: Duration,
+) -> Result<Vec<(usize, u64)>, DatabaseError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The keys as a derived table joined on the unique key: one indexed
+    // lookup per key, and each answer says which key it belongs to.
+    let wanted = (0..keys.len())
+        .map(|index| format!("SELECT {index} AS position, ? AS ciudad, ? AS fecha_registro"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let params: Vec<Value> = keys
+        .iter()
+        .flat_map(|(city, tick)| [Value::from(*city), Value::from(*tick)])
+        .collect();
+    let found: Vec<(usize, u64)> = with_timeout(limit, async {
+        let mut conn = pool.get_conn().await?;
+        record_host(&conn);
+        conn.exec(
+            format!(
+                "SELECT wanted.position, stored.id FROM ({wanted}) AS wanted \
+                 JOIN mediciones AS stored ON stored.ciudad = wanted.ciudad \
+                 AND stored.fecha_registro = wanted.fecha_registro"
+            ),
+            params,
+        )
+        .await
+    })
+    .await?;
+    tracing::Span::current().record("found", found.len());
+    Ok(found)
+}
+
 /// Columns `insert_batch` writes, in [`NewReading::params`] order.
 pub const INSERT_COLUMNS: &str =
     "ciudad, temperatura, humedad, fecha_registro, source, observed_at, \
