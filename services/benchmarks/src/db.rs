@@ -71,7 +71,7 @@ impl Server {
         drop(conn);
         server.disconnect().await?;
         let pool = settings.pool()?;
-        telemetry_core::database::migrate(&pool)
+        telemetry_core::migration::migrate(&pool, None)
             .await
             .context("running the migrations")?;
         Ok(pool)
