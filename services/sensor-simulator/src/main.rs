@@ -20,6 +20,8 @@ enum Command {
     #[command(flatten)]
     Lifecycle(Lifecycle),
     /// Apply database migrations with the configured (admin) account, then exit.
+    /// A seed database's own `mediciones` is adopted (needs
+    /// `database.seed_time_zone`; see docs/operations.md).
     Migrate,
 }
 
@@ -45,9 +47,14 @@ async fn main() -> anyhow::Result<()> {
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     init_tracing(&settings.log);
     let pool = settings.database.pool()?;
-    let applied = telemetry_core::database::migrate_when_ready(&pool, Duration::from_secs(60))
-        .await
-        .context("migrating the database")?;
+    let seed_time_zone = settings.database.seed_time_zone()?;
+    let applied = telemetry_core::migration::migrate_when_ready(
+        &pool,
+        seed_time_zone,
+        Duration::from_secs(60),
+    )
+    .await
+    .context("migrating the database")?;
     tracing::info!(message = "database schema is up to date", applied = ?applied);
     pool.disconnect().await.ok();
     Ok(())

@@ -65,8 +65,10 @@ impl Sensor {
         metrics.spool_bytes.set(spool.bytes() as f64);
         let cities = settings.sensor.cities.clone();
         let (fetcher, held) = match settings.sensor.source {
-            // The last two are refused by `Settings::validate`.
-            Source::Simulated | Source::Backfill | Source::Interpolated => (None, None),
+            // All but simulated are refused by `Settings::validate`.
+            Source::Simulated | Source::Backfill | Source::Interpolated | Source::Seed => {
+                (None, None)
+            }
             Source::OpenMeteo => {
                 let budget = settings.sensor_budget();
                 metrics.api_budget.set(budget as f64);

@@ -113,8 +113,8 @@ impl Settings {
     /// Open-Meteo calls a day of the sensor's policy (0 when simulated).
     pub fn sensor_calls_per_day(&self) -> u64 {
         match self.sensor.source {
-            // The last two are refused by `validate`.
-            Source::Simulated | Source::Backfill | Source::Interpolated => 0,
+            // All but simulated are refused by `validate`.
+            Source::Simulated | Source::Backfill | Source::Interpolated | Source::Seed => 0,
             Source::OpenMeteo => self
                 .sensor
                 .fetch_policy
@@ -194,7 +194,8 @@ impl Validate for Settings {
             return Err(SettingsError::invalid(
                 "sensor.source",
                 sensor.source,
-                "must be open-meteo or simulated (the sensor tags filled-in rows itself)",
+                "must be open-meteo or simulated (the sensor tags filled-in rows itself; \
+                 seed marks rows adopted from the seed's table)",
             ));
         }
         check_range("sensor.interval_secs", sensor.interval_secs, 1..=86_400)?;

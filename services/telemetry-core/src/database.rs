@@ -1,4 +1,4 @@
-//! Connection pool and schema migrations.
+//! Connection pool, its settings and errors (migrations: `migration`).
 
 use std::time::Duration;
 
@@ -6,10 +6,6 @@ use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::settings::{DatabaseSettings, SettingsError};
-
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
 
 /// Each message includes its cause and no variant has a `source`: our logs
 /// print errors with `%error` (Display only), and a reporter that walks the
@@ -189,34 +185,4 @@ where
         Ok(result) => result.map_err(DatabaseError::from),
         Err(_) => Err(DatabaseError::Timeout(limit)),
     }
-}
-
-/// Applies pending migrations, waiting up to `patience` for the server to
-/// accept connections (a database container reports healthy a little before
-/// it accepts remote logins). Returns the names of the migrations applied.
-pub async fn migrate_when_ready(
-    pool: &Pool,
-    patience: Duration,
-) -> Result<Vec<String>, DatabaseError> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match migrate(pool).await {
-            Err(DatabaseError::Migration(error)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(message = "database not ready for migrations; retrying", %error);
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Applies pending migrations; returns the names of those applied now.
-pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DatabaseError> {
-    let mut pool = pool.clone();
-    let report = embedded::migrations::runner().run_async(&mut pool).await?;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(|migration| migration.to_string())
-        .collect())
 }

@@ -2,6 +2,7 @@
 
 pub mod database;
 pub mod metrics;
+pub mod migration;
 pub mod observability;
 pub mod ops;
 pub mod reading;

@@ -32,14 +32,20 @@ pub enum Source {
     /// reply does not say where one does, so they never claim more.
     #[serde(rename = "interpolated")]
     Interpolated,
+    /// Copied from the seed's own `mediciones` when its database was
+    /// adopted: measured by the seed, not by us, with times converted from
+    /// the zone the settings gave.
+    #[serde(rename = "seed")]
+    Seed,
 }
 
 impl Source {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::OpenMeteo,
         Self::Simulated,
         Self::Backfill,
         Self::Interpolated,
+        Self::Seed,
     ];
 
     /// The name stored in `mediciones.source` (at most 16 characters).
@@ -49,6 +55,7 @@ impl Source {
             Self::Simulated => "simulated",
             Self::Backfill => "backfill",
             Self::Interpolated => "interpolated",
+            Self::Seed => "seed",
         }
     }
 }

@@ -274,6 +274,34 @@ pub struct DatabaseSettings {
     /// unset, the connection is plain, which is only meant for a database on
     /// the same machine.
     pub ca_file: Option<PathBuf>,
+    /// Time zone the seed's `mediciones` was written in (an IANA name such
+    /// as `America/Bogota`, or `UTC`), read only when `migrate` adopts a
+    /// seed table. No default: the seed stored the server's local time
+    /// without saying which, and a wrong guess would shift every adopted
+    /// row. Empty means unset (compose passes `${VAR:-}`).
+    pub seed_time_zone: String,
+}
+
+/// Settings key of [`DatabaseSettings::seed_time_zone`] and its environment
+/// variable, for messages that tell an operator what to set.
+pub const SEED_TIME_ZONE_KEY: &str = "database.seed_time_zone";
+pub const SEED_TIME_ZONE_ENV: &str = "APP__DATABASE__SEED_TIME_ZONE";
+
+impl DatabaseSettings {
+    /// The seed's time zone, if one is set.
+    pub fn seed_time_zone(&self) -> Result<Option<chrono_tz::Tz>, SettingsError> {
+        let name = self.seed_time_zone.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        name.parse().map(Some).map_err(|_| {
+            SettingsError::invalid(
+                SEED_TIME_ZONE_KEY,
+                &self.seed_time_zone,
+                "must be an IANA time zone name such as America/Bogota, or UTC",
+            )
+        })
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -287,6 +315,7 @@ impl Default for DatabaseSettings {
             password_file: None,
             timeout_secs: 5,
             ca_file: None,
+            seed_time_zone: String::new(),
         }
     }
 }
@@ -344,6 +373,7 @@ impl Validate for DatabaseSettings {
                 "set either database.password or database.password_file, not both",
             ));
         }
+        self.seed_time_zone()?;
         Ok(())
     }
 }
@@ -480,6 +510,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent/telemetria.toml"), "{error}");
+    }
+
+    #[test]
+    fn the_seed_time_zone_is_unset_by_default_and_a_wrong_name_is_refused_by_name() {
+        let settings: Sample = load(None).unwrap();
+        assert_eq!(settings.database.seed_time_zone().unwrap(), None);
+        let file = toml_file("[database]\nseed_time_zone = \"America/Bogota\"\n");
+        let settings: Sample = load(Some(file.path())).unwrap();
+        assert_eq!(
+            settings.database.seed_time_zone().unwrap(),
+            Some(chrono_tz::America::Bogota)
+        );
+        let file = toml_file("[database]\nseed_time_zone = \"Colombia/Bogota\"\n");
+        let error = load::<Sample>(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("database.seed_time_zone"), "{error}");
+        assert!(error.contains("Colombia/Bogota"), "{error}");
     }
 
     #[test]

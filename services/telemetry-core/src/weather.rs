@@ -96,7 +96,7 @@ pub fn canonical_city<'a>(names: &'a [String], typed: &str) -> Option<&'a str> {
 }
 
 /// Lower case, without the accents of Spanish (á é í ó ú ü ñ).
-fn city_key(name: &str) -> String {
+pub(crate) fn city_key(name: &str) -> String {
     name.chars()
         .flat_map(char::to_lowercase)
         .map(|c| match c {

@@ -1,10 +1,13 @@
 //! The schema and queries against a real MariaDB/MySQL server.
 
+#[path = "database/seed_adoption.rs"]
+mod seed_adoption;
+
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeDelta};
 use mysql_async::prelude::Queryable;
-use telemetry_core::database::migrate;
+use telemetry_core::migration::migrate;
 use telemetry_core::reading::{insert_batch, latest};
 use telemetry_core::testing::{self, Outage, TestDatabase};
 use telemetry_core::{NewReading, Source};
@@ -35,7 +38,7 @@ fn reading(city: &str, second: u32) -> NewReading {
 async fn migrations_are_idempotent() {
     let db = TestDatabase::create().await;
     assert!(
-        migrate(&db.pool).await.unwrap().is_empty(),
+        migrate(&db.pool, None).await.unwrap().is_empty(),
         "second run applies nothing"
     );
     db.drop().await;

@@ -64,6 +64,10 @@ pub fn source_tag(source: Source) -> Markup {
             "tag tag-interpolated",
             "filled in after the sensor was down: interpolated by Open-Meteo from hourly data",
         ),
+        Source::Seed => (
+            "tag tag-seed",
+            "measured by the seed, copied from its table when its database was adopted",
+        ),
     };
     html! { span class=(class) title=(title) { (source.as_str()) } }
 }
