@@ -103,15 +103,21 @@ async fn the_stack_keeps_its_secrets_and_its_privileges_to_itself() {
             .ssl_opts(None::<mysql_async::SslOpts>);
         assert_login_refused(plain, &format!("{account} without TLS")).await;
     }
-    // The sensor adds rows and reads nothing.
+    // The sensor adds rows and reads them (the backfill after downtime looks
+    // for each city's last row), but changes and deletes none.
     let mut sensor = mysql_async::Conn::new(stack.database_opts("sensor"))
         .await
         .unwrap();
-    let denied = sensor
-        .query_drop("SELECT COUNT(*) FROM mediciones")
-        .await
-        .unwrap_err();
-    assert!(denied.to_string().contains("denied"), "{denied}");
+    for statement in [
+        "UPDATE mediciones SET temperatura = 0",
+        "DELETE FROM mediciones",
+    ] {
+        let denied = sensor.query_drop(statement).await.unwrap_err();
+        assert!(
+            denied.to_string().contains("denied"),
+            "{statement}: {denied}"
+        );
+    }
     sensor.disconnect().await.ok();
 
     // The services: non-root, read-only root filesystem, no capabilities,
