@@ -1,6 +1,7 @@
-//! Reading snapshots back: `verify` (checksum, parse, count against the
-//! manifest) and `restore` (batched, idempotent inserts that account for
-//! every row). Both stream the file, so memory stays flat whatever its size.
+//! Reading snapshots back: `verify` (every link of a chain, then each file:
+//! checksum, parse, count against its manifest) and `restore` (a whole
+//! chain, in batched, idempotent inserts that account for every row). Both
+//! stream the files, so memory stays flat whatever their size.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -16,8 +17,9 @@ use telemetry_core::database::DatabaseError;
 use telemetry_core::reading::{find_by_ids, ids_at_city_and_tick, insert_batch, insert_with_ids};
 use telemetry_core::{NewReading, Reading};
 
+use crate::chain::{self, ChainError, Link};
 use crate::settings::Compression;
-use crate::snapshot::{manifest_path, Manifest};
+use crate::snapshot::Manifest;
 
 /// Rows per INSERT when restoring.
 const RESTORE_BATCH: usize = 1000;
@@ -27,8 +29,15 @@ pub enum ArchiveError {
     /// The cause is in the message, not a `source` (it would print twice).
     #[error("cannot read {path}: {error}")]
     Io { path: PathBuf, error: io::Error },
-    #[error("{path}: manifest unreadable: {detail}")]
-    Manifest { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("{path}: link {position} of {length} of its chain: {cause}")]
+    Link {
+        path: PathBuf,
+        position: usize,
+        length: usize,
+        cause: Box<ArchiveError>,
+    },
     #[error("{path}: checksum mismatch: manifest says {expected}, file has {actual}")]
     Checksum {
         path: PathBuf,
@@ -58,13 +67,45 @@ pub enum ArchiveError {
     Database(#[from] DatabaseError),
 }
 
-/// What a verified snapshot holds.
+/// A verified chain: its full snapshot first, the one asked for last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    pub manifest: Manifest,
+    pub chain: Vec<Link>,
 }
 
-/// Checks the file against its manifest: checksum, JSON shape of every row,
+impl Verified {
+    /// The manifest of the snapshot asked for.
+    pub fn manifest(&self) -> &Manifest {
+        &self.chain.last().expect("a chain has a snapshot").manifest
+    }
+
+    /// Rows over the whole chain.
+    pub fn rows(&self) -> u64 {
+        self.chain.iter().map(|link| link.manifest.rows).sum()
+    }
+}
+
+/// Checks the chain ending at `path`: every link (each parent there, its
+/// manifest unchanged), then every file against its manifest, oldest first.
+/// The error names the first broken link.
+pub fn verify(path: &Path) -> Result<Verified, ArchiveError> {
+    let chain = chain::chain(path)?;
+    let length = chain.len();
+    for (index, link) in chain.iter().enumerate() {
+        verify_file(&link.path, &link.manifest).map_err(|cause| match length {
+            1 => cause,
+            _ => ArchiveError::Link {
+                path: path.to_owned(),
+                position: index + 1,
+                length,
+                cause: Box::new(cause),
+            },
+        })?;
+    }
+    Ok(Verified { chain })
+}
+
+/// Checks one file against its manifest: checksum, JSON shape of every row,
 /// row count and id range.
 #[tracing::instrument(
     skip_all,
@@ -74,8 +115,8 @@ pub struct Verified {
         bytes = tracing::field::Empty
     )
 )]
-pub fn verify(path: &Path) -> Result<Verified, ArchiveError> {
-    let manifest = read_manifest(path)?;
+fn verify_file(path: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
+    let manifest = manifest.clone();
     tracing::Span::current().record("bytes", manifest.bytes);
     let actual = sha256_of(path)?;
     if actual != manifest.sha256 {
@@ -102,7 +143,7 @@ pub fn verify(path: &Path) -> Result<Verified, ArchiveError> {
         });
     }
     tracing::Span::current().record("rows", rows);
-    Ok(Verified { manifest })
+    Ok(())
 }
 
 /// How many conflicts a [`Restored`] keeps for its report; every one is
@@ -209,14 +250,16 @@ pub enum Resolution {
     NotRestored { holder: u64 },
 }
 
-/// Verifies `path`, then inserts its rows into `pool`'s database keeping
-/// their ids, and accounts for every row that did not go in: see
-/// [`Restored`]. Restoring twice inserts nothing the second time. `progress`
-/// is called with the rows handled so far.
+/// Verifies the chain ending at `path` (nothing is inserted when any link
+/// is broken), then inserts its files' rows into `pool`'s database, full
+/// snapshot first, keeping their ids, and accounts for every row that did
+/// not go in: see [`Restored`]. Restoring twice inserts nothing the second
+/// time. `progress` is called with the rows handled so far.
 #[tracing::instrument(
     skip_all,
     fields(
         file = %path.display(),
+        snapshots = tracing::field::Empty,
         rows = tracing::field::Empty,
         inserted = tracing::field::Empty,
         new_id = tracing::field::Empty,
@@ -230,7 +273,29 @@ pub async fn restore(
     mut progress: impl FnMut(u64),
 ) -> Result<Restored, ArchiveError> {
     let verified = verify(path)?;
-    let compression = verified.manifest.compression;
+    let mut restored = Restored::default();
+    for link in &verified.chain {
+        restore_file(link, pool, limit, &mut restored, &mut progress).await?;
+    }
+    let span = tracing::Span::current();
+    span.record("snapshots", verified.chain.len());
+    span.record("rows", restored.rows);
+    span.record("inserted", restored.inserted);
+    span.record("new_id", restored.new_id);
+    span.record("not_restored", restored.not_restored);
+    Ok(restored)
+}
+
+/// Restores one verified file of a chain into `restored`'s counts.
+async fn restore_file(
+    link: &Link,
+    pool: &Pool,
+    limit: Duration,
+    restored: &mut Restored,
+    progress: &mut impl FnMut(u64),
+) -> Result<(), ArchiveError> {
+    let path = link.path.as_path();
+    let compression = link.manifest.compression;
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<Reading>>(4);
     let owned_path = path.to_owned();
     // Parsing is blocking I/O: it runs on its own thread and hands batches
@@ -252,21 +317,15 @@ pub async fn restore(
         }
         Ok::<_, ArchiveError>(())
     });
-    let mut restored = Restored::default();
     while let Some(batch) = batches.recv().await {
-        restore_batch(pool, batch, limit, &mut restored).await?;
+        restore_batch(pool, batch, limit, restored).await?;
         progress(restored.rows);
     }
     reader.await.map_err(|error| ArchiveError::Parse {
         path: path.to_owned(),
         detail: error.to_string(),
     })??;
-    let span = tracing::Span::current();
-    span.record("rows", restored.rows);
-    span.record("inserted", restored.inserted);
-    span.record("new_id", restored.new_id);
-    span.record("not_restored", restored.not_restored);
-    Ok(restored)
+    Ok(())
 }
 
 /// Inserts one batch keeping ids, then finds out why each row that did not
@@ -398,18 +457,6 @@ fn record_conflict(restored: &mut Restored, conflict: Conflict) {
     if restored.conflicts.len() < REPORTED_CONFLICTS {
         restored.conflicts.push(conflict);
     }
-}
-
-pub fn read_manifest(path: &Path) -> Result<Manifest, ArchiveError> {
-    let manifest = manifest_path(path);
-    let file = File::open(&manifest).map_err(|error| ArchiveError::Io {
-        path: manifest.clone(),
-        error,
-    })?;
-    serde_json::from_reader(BufReader::new(file)).map_err(|error| ArchiveError::Manifest {
-        path: manifest,
-        detail: error.to_string(),
-    })
 }
 
 fn sha256_of(path: &Path) -> Result<String, ArchiveError> {

@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod archive;
+pub mod chain;
 pub mod metrics;
 pub mod progress;
 pub mod retention;
@@ -23,7 +24,7 @@ use telemetry_core::service::{Listener, StartupError};
 use crate::acl::SERVICE_UID;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
-use crate::snapshot::{Manifest, SnapshotError, TEMPORARY_PREFIX};
+use crate::snapshot::{Extending, Kind, Manifest, Parent, SnapshotError, TEMPORARY_PREFIX};
 
 /// The backup directory cannot take a snapshot (yet). The cause is in the
 /// message, with the fix: this text is both the log line and `/healthz`.
@@ -119,7 +120,9 @@ impl Application {
                         _ = &mut shutdown => break,
                         _ = async {
                             ticks.tick().await;
-                            snapshot_once(&settings, &pool, &metrics).await.ok();
+                            snapshot_once(&settings, &pool, &metrics, Due::AsScheduled)
+                                .await
+                                .ok();
                         } => {}
                     }
                 }
@@ -195,8 +198,18 @@ fn remove_leftovers(directory: &Path) {
     }
 }
 
-/// One snapshot plus retention, logged and counted. Its span carries the
-/// host and directory into every line it logs, failures included.
+/// Which kind of snapshot to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Incremental, extending the newest chain, unless a full one is due.
+    AsScheduled,
+    /// Full, starting a new chain (the `once --full` command).
+    Full,
+}
+
+/// One snapshot with room made for it first, then retention; logged and
+/// counted. Its span carries the host and directory into every line it
+/// logs, failures included.
 #[tracing::instrument(
     skip_all,
     fields(
@@ -208,14 +221,45 @@ pub async fn snapshot_once(
     settings: &Settings,
     pool: &Pool,
     metrics: &Metrics,
+    due: Due,
 ) -> Result<Manifest, SnapshotError> {
     let backup = &settings.backup;
-    let outcome = snapshot::take(
-        pool,
-        &backup.directory,
-        backup.compression,
-        settings.database.timeout(),
-    )
+    let directory = &backup.directory;
+    let outcome = async {
+        let write_error = |error| SnapshotError::Write {
+            path: directory.clone(),
+            error,
+        };
+        let stored = retention::catalogue(directory).map_err(write_error)?;
+        let base = match due {
+            Due::Full => None,
+            Due::AsScheduled => base_to_extend(&stored, backup),
+        };
+        let kind = if base.is_some() {
+            Kind::Incremental
+        } else {
+            Kind::Full
+        };
+        make_room(&stored, kind, settings, metrics)?;
+        snapshot::take(
+            pool,
+            directory,
+            backup.compression,
+            settings.database.timeout(),
+            base.as_ref().map(|link| Extending {
+                parent: Parent {
+                    manifest: snapshot::manifest_path(&link.path)
+                        .file_name()
+                        .expect("a snapshot path has a file name")
+                        .to_string_lossy()
+                        .into_owned(),
+                    sha256: link.manifest_sha256.clone(),
+                },
+                manifest: &link.manifest,
+            }),
+        )
+        .await
+    }
     .await;
     metrics.record(&outcome);
     match &outcome {
@@ -223,26 +267,129 @@ pub async fn snapshot_once(
             tracing::info!(
                 message = "snapshot written",
                 file = %manifest.file,
+                kind = manifest.kind.as_str(),
                 rows = manifest.rows,
                 bytes = manifest.bytes,
                 duration_ms = manifest.duration_ms,
             );
-            match retention::apply(
-                &backup.directory,
-                Utc::now().naive_utc(),
-                backup.keep_last,
-                backup.keep_daily_days,
-            ) {
-                Ok(0) => {}
-                Ok(deleted) => {
-                    tracing::info!(message = "old snapshots deleted by retention", deleted)
-                }
-                Err(error) => tracing::error!(message = "retention failed", %error),
-            }
+            apply_retention(settings, metrics);
+        }
+        Err(error @ SnapshotError::LowSpace { .. }) => {
+            tracing::error!(message = "snapshot skipped for lack of space", %error)
         }
         Err(error) => {
             tracing::error!(message = "snapshot failed; retrying at the next interval", %error)
         }
     }
     outcome
+}
+
+/// The newest snapshot, when the next one should extend its chain.
+fn base_to_extend(
+    stored: &[retention::Stored],
+    backup: &settings::BackupSettings,
+) -> Option<chain::Link> {
+    let newest = stored.first().map(|snapshot| snapshot.path.as_path());
+    let full_every = chrono::TimeDelta::hours(backup.full_every_hours.into());
+    chain::to_extend(newest, Utc::now(), full_every).unwrap_or_else(|error| {
+        tracing::warn!(
+            message = "the newest snapshot's chain cannot be extended; starting a new chain \
+                       with a full snapshot",
+            %error
+        );
+        None
+    })
+}
+
+/// Prunes old restore points when the next snapshot would leave less than
+/// the free-space floor; refuses the snapshot when even that is not enough.
+fn make_room(
+    stored: &[retention::Stored],
+    kind: Kind,
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<(), SnapshotError> {
+    let directory = &settings.backup.directory;
+    let policy = settings.backup.retention();
+    let room = retention::Room {
+        free_bytes: retention::free_bytes(directory).map_err(|error| SnapshotError::Write {
+            path: directory.clone(),
+            error,
+        })?,
+        needed_bytes: retention::estimate(stored, kind),
+    };
+    metrics.free_bytes.set(room.free_bytes as f64);
+    let plan = retention::plan(stored, Utc::now().naive_utc(), policy, Some(room));
+    if plan.fits {
+        // Old restore points go only when the room needs them, and only
+        // when that is enough: pruning for a snapshot that still would not
+        // fit would lose history for nothing.
+        if plan.for_room > 0 {
+            delete(&plan, metrics, "free space");
+        }
+        metrics.space_problem.clear();
+        return Ok(());
+    }
+    const MIB: u64 = 1024 * 1024;
+    let error = SnapshotError::LowSpace {
+        directory: directory.clone(),
+        kind: kind.as_str(),
+        free_mib: retention::free_bytes(directory).unwrap_or(room.free_bytes) / MIB,
+        needed_mib: room.needed_bytes.div_ceil(MIB),
+        floor_mib: policy.min_free_bytes / MIB,
+    };
+    metrics.skipped.increment();
+    metrics.space_problem.set(error.to_string());
+    Err(error)
+}
+
+/// The policy, the size cap and the free-space floor, after a snapshot.
+fn apply_retention(settings: &Settings, metrics: &Metrics) {
+    let directory = &settings.backup.directory;
+    let planned = retention::catalogue(directory).and_then(|stored| {
+        let room = retention::Room {
+            free_bytes: retention::free_bytes(directory)?,
+            needed_bytes: 0,
+        };
+        metrics.free_bytes.set(room.free_bytes as f64);
+        let plan = retention::plan(
+            &stored,
+            Utc::now().naive_utc(),
+            settings.backup.retention(),
+            Some(room),
+        );
+        let kept: u64 = stored
+            .iter()
+            .filter(|snapshot| !plan.delete.contains(&snapshot.path))
+            .map(|snapshot| snapshot.bytes)
+            .sum();
+        metrics.directory_bytes.set(kept as f64);
+        Ok(plan)
+    });
+    match planned {
+        Ok(plan) => delete(&plan, metrics, "retention"),
+        Err(error) => tracing::error!(message = "retention failed", %error),
+    }
+}
+
+/// Deletes what `plan` chose, logging and counting it under `reason`.
+fn delete(plan: &retention::Plan, metrics: &Metrics, reason: &'static str) {
+    if plan.delete.is_empty() {
+        return;
+    }
+    match retention::apply(plan) {
+        Ok(deleted) => {
+            metrics
+                .pruned_by_policy
+                .add((deleted - plan.for_room) as u64);
+            metrics.pruned_for_room.add(plan.for_room as u64);
+            tracing::info!(
+                message = "old snapshots deleted",
+                reason,
+                deleted,
+                for_size_or_free_space = plan.for_room,
+            );
+        }
+        Err(error) => tracing::error!(message = "deleting old snapshots failed", reason, %error),
+    }
 }

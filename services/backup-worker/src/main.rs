@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -7,7 +7,7 @@ use backup_worker::acl::{self, SERVICE_UID};
 use backup_worker::metrics::Metrics;
 use backup_worker::progress::RowProgress;
 use backup_worker::settings::Settings;
-use backup_worker::{archive, snapshot_once, Application};
+use backup_worker::{archive, chain, snapshot_once, Application, Due};
 use clap::Subcommand;
 use telemetry_core::observability::init_tracing;
 use telemetry_core::service::{self, Cli, Identity, Lifecycle};
@@ -24,17 +24,39 @@ const IDENTITY: Identity = Identity {
 enum Command {
     #[command(flatten)]
     Lifecycle(Lifecycle),
-    /// Take one snapshot now, then exit.
-    Once,
-    /// Check a snapshot against its manifest: checksum, every row, count.
-    Verify { file: PathBuf },
-    /// Verify a snapshot, then load its rows into the configured database
-    /// (needs an account with INSERT and SELECT), keeping their ids.
+    /// Take one snapshot now (incremental when the newest chain is young
+    /// enough, as the service would), then exit.
+    Once {
+        /// Take a full snapshot, starting a new chain.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Check a snapshot's whole chain: each link, then each file against its
+    /// manifest (checksum, every row, count). Names the first broken link.
     ///
-    /// Rows already present are skipped. A row whose id now holds another
-    /// reading goes in under a new id; one whose city and time hold other
-    /// values is left out. Either is reported, and the exit status is then 3.
-    Restore { file: PathBuf },
+    /// PATH is a snapshot file, or a directory: then every snapshot in it.
+    Verify {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Verify a snapshot's chain, then load its rows into the configured
+    /// database (needs an account with INSERT and SELECT), full snapshot
+    /// first, keeping their ids.
+    ///
+    /// PATH is a snapshot file (its chain is restored up to it), or a
+    /// directory (its newest snapshot, or the newest taken at or before
+    /// --at). Rows already present are skipped. A row whose id now holds
+    /// another reading goes in under a new id; one whose city and time hold
+    /// other values is left out. Either is reported, and the exit status is
+    /// then 3.
+    Restore {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// With a directory: the point in time to go back to (RFC 3339, e.g.
+        /// 2026-12-01T10:00:00Z).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Let the service's user (UID 10001) write into DIR, with POSIX ACLs.
     ///
     /// For a DIR that belongs to someone else (a host user's bind mount):
@@ -65,9 +87,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             )
             .await?
         }
-        Command::Once => once(&settings).await?,
-        Command::Verify { file } => verify(&file)?,
-        Command::Restore { file } => return restore(&settings, &file).await,
+        Command::Once { full } => once(&settings, full).await?,
+        Command::Verify { path } => verify(&path)?,
+        Command::Restore { path, at } => return restore(&settings, &path, at).await,
         Command::PrepareDirectory { directory } => {
             prepare_directory(&directory.unwrap_or(settings.backup.directory))?
         }
@@ -75,41 +97,82 @@ async fn main() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn once(settings: &Settings) -> anyhow::Result<()> {
+async fn once(settings: &Settings, full: bool) -> anyhow::Result<()> {
     let directory = &settings.backup.directory;
     std::fs::create_dir_all(directory)
         .with_context(|| format!("creating {}", directory.display()))?;
     let pool = settings.database.pool()?;
-    let manifest = snapshot_once(settings, &pool, &Metrics::default()).await?;
+    let due = if full { Due::Full } else { Due::AsScheduled };
+    let manifest = snapshot_once(settings, &pool, &Metrics::default(), due).await?;
     println!("{}", directory.join(&manifest.file).display());
     Ok(())
 }
 
-fn verify(file: &std::path::Path) -> anyhow::Result<()> {
-    let manifest = archive::verify(file)?.manifest;
-    println!(
-        "{}: OK, {} rows, ids {:?}..{:?}, sha256 {}",
-        file.display(),
-        manifest.rows,
-        manifest.min_id,
-        manifest.max_id,
-        manifest.sha256
+fn verify(path: &Path) -> anyhow::Result<()> {
+    if !path.is_dir() {
+        print_verified(path, &archive::verify(path)?);
+        return Ok(());
+    }
+    // Oldest first, so that a broken link is reported at the first
+    // snapshot it breaks.
+    let mut broken = 0;
+    for listed in chain::list(path)?.iter().rev() {
+        match archive::verify(&listed.path) {
+            Ok(verified) => print_verified(&listed.path, &verified),
+            Err(error) => {
+                broken += 1;
+                println!("{}: BROKEN: {error}", listed.path.display());
+            }
+        }
+    }
+    anyhow::ensure!(
+        broken == 0,
+        "{broken} snapshot(s) in {} do not verify",
+        path.display()
     );
     Ok(())
 }
 
-async fn restore(settings: &Settings, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn print_verified(path: &Path, verified: &archive::Verified) {
+    let manifest = verified.manifest();
+    println!(
+        "{}: OK, {} {} rows, ids {:?}..{:?}, sha256 {}; chain of {} snapshot(s), {} rows",
+        path.display(),
+        manifest.kind.as_str(),
+        manifest.rows,
+        manifest.min_id,
+        manifest.max_id,
+        manifest.sha256,
+        verified.chain.len(),
+        verified.rows(),
+    );
+}
+
+async fn restore(
+    settings: &Settings,
+    path: &Path,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<ExitCode> {
+    let file = if path.is_dir() {
+        chain::snapshot_at(path, at)?
+    } else {
+        anyhow::ensure!(at.is_none(), "--at needs a directory, not a snapshot file");
+        path.to_owned()
+    };
+    let total = chain::chain(&file)?
+        .iter()
+        .map(|link| link.manifest.rows)
+        .sum();
     let pool = settings.database.pool()?;
-    let total = archive::read_manifest(file)?.rows;
     let mut progress = RowProgress::new(total, std::io::stderr().is_terminal());
-    let restored = archive::restore(file, &pool, settings.database.timeout(), |rows| {
+    let restored = archive::restore(&file, &pool, settings.database.timeout(), |rows| {
         progress.update(rows)
     })
     .await;
     progress.finish();
     pool.disconnect().await.ok();
     let restored = restored?;
-    print!("{}", restored.report(file));
+    print!("{}", restored.report(&file));
     Ok(if restored.restored_as_it_was() {
         ExitCode::SUCCESS
     } else {
@@ -117,7 +180,7 @@ async fn restore(settings: &Settings, file: &std::path::Path) -> anyhow::Result<
     })
 }
 
-fn prepare_directory(directory: &std::path::Path) -> anyhow::Result<()> {
+fn prepare_directory(directory: &Path) -> anyhow::Result<()> {
     let prepared = acl::prepare_directory(directory)?;
     tracing::info!(
         message = if prepared.changed {

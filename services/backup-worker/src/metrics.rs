@@ -4,14 +4,25 @@ use chrono::Utc;
 use telemetry_core::metrics::{Counter, Exposition, Gauge};
 use telemetry_core::ops::{Observable, Problem};
 
-use crate::snapshot::{Manifest, SnapshotError};
+use crate::snapshot::{Kind, Manifest, SnapshotError};
 
 #[derive(Default)]
 pub struct Metrics {
     /// Set while the backup directory is not writable: no snapshot can be
     /// taken, and `/healthz` says why.
     pub directory_problem: Problem,
+    /// Set while snapshots are skipped for lack of space.
+    pub space_problem: Problem,
     pub snapshots: Counter,
+    pub full_snapshots: Counter,
+    /// Snapshots skipped because the free-space floor could not be kept.
+    pub skipped: Counter,
+    pub pruned_by_policy: Counter,
+    /// Deleted only to meet the size cap or the free-space floor.
+    pub pruned_for_room: Counter,
+    /// Bytes the kept snapshots take, after the last retention pass.
+    pub directory_bytes: Gauge,
+    pub free_bytes: Gauge,
     pub failures: Counter,
     pub rows: Counter,
     pub bytes: Counter,
@@ -26,6 +37,9 @@ impl Metrics {
         match outcome {
             Ok(manifest) => {
                 self.snapshots.increment();
+                if manifest.kind == Kind::Full {
+                    self.full_snapshots.increment();
+                }
                 self.rows.add(manifest.rows);
                 self.bytes.add(manifest.bytes);
                 self.last_rows.set(manifest.rows as f64);
@@ -33,6 +47,7 @@ impl Metrics {
                     .set(manifest.duration_ms as f64 / 1000.0);
                 self.last_success.set(Utc::now().timestamp() as f64);
             }
+            Err(SnapshotError::LowSpace { .. }) => {}
             Err(_) => self.failures.increment(),
         }
     }
@@ -40,14 +55,21 @@ impl Metrics {
 
 impl Observable for Metrics {
     fn healthy(&self) -> bool {
-        self.directory_problem.get().is_none()
+        self.directory_problem.get().is_none() && self.space_problem.get().is_none()
     }
 
     fn health(&self) -> serde_json::Value {
         let problem = self.directory_problem.get();
+        let space = self.space_problem.get();
+        let status = match (&problem, &space) {
+            (Some(_), _) => "waiting for the backup directory",
+            (None, Some(_)) => "skipping snapshots: not enough free space",
+            (None, None) => "ok",
+        };
         serde_json::json!({
-            "status": if problem.is_some() { "waiting for the backup directory" } else { "ok" },
+            "status": status,
             "directory_error": problem,
+            "space_error": space,
             "last_success_unix": self.last_success.get() as i64,
             "last_rows": self.last_rows.get() as u64,
             "failures": self.failures.get(),
@@ -61,6 +83,36 @@ impl Observable for Metrics {
             "backup_snapshots_total",
             "Snapshots written.",
             &self.snapshots,
+        )
+        .counter(
+            "backup_full_snapshots_total",
+            "Full snapshots written (each starts a chain; the others are incremental).",
+            &self.full_snapshots,
+        )
+        .counter(
+            "backup_skipped_total",
+            "Snapshots skipped because they would have left less than backup.min_free_mib free.",
+            &self.skipped,
+        )
+        .counter(
+            "backup_pruned_total",
+            "Snapshots deleted by the keep_last / keep_daily_days policy.",
+            &self.pruned_by_policy,
+        )
+        .counter(
+            "backup_pruned_for_room_total",
+            "Snapshots deleted only to meet backup.max_total_mib or backup.min_free_mib.",
+            &self.pruned_for_room,
+        )
+        .gauge(
+            "backup_stored_bytes",
+            "Bytes the kept snapshots and manifests take.",
+            self.directory_bytes.get(),
+        )
+        .gauge(
+            "backup_free_bytes",
+            "Free bytes on the backup directory's file system, at the last check.",
+            self.free_bytes.get(),
         )
         .counter(
             "backup_failures_total",

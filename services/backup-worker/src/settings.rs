@@ -58,10 +58,21 @@ pub struct BackupSettings {
     /// Seconds between snapshots (the seed's 600).
     pub interval_secs: u64,
     pub compression: Compression,
-    /// The newest this many snapshots are always kept.
+    /// A new chain starts with a full snapshot once the current chain's
+    /// full snapshot is this old; the snapshots between are incremental.
+    pub full_every_hours: u32,
+    /// The newest this many snapshots are kept (with the snapshots they
+    /// extend).
     pub keep_last: usize,
-    /// Beyond those, one snapshot a day is kept for this many days.
+    /// Beyond those, one restore point a day is kept for this many days.
     pub keep_daily_days: u32,
+    /// Total size the snapshots may take, in MiB (0: no cap). The oldest
+    /// restore points go first; the newest snapshot's chain always stays.
+    pub max_total_mib: u64,
+    /// Free space, in MiB, a snapshot must leave on the backup disk. When it
+    /// would not, old restore points are pruned; when that is not enough,
+    /// the snapshot is skipped.
+    pub min_free_mib: u64,
 }
 
 impl Default for BackupSettings {
@@ -70,8 +81,11 @@ impl Default for BackupSettings {
             directory: PathBuf::from("volumes/backups"),
             interval_secs: 600,
             compression: Compression::None,
+            full_every_hours: 24,
             keep_last: 48,
             keep_daily_days: 30,
+            max_total_mib: 0,
+            min_free_mib: 512,
         }
     }
 }
@@ -79,6 +93,16 @@ impl Default for BackupSettings {
 impl BackupSettings {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs)
+    }
+
+    pub fn retention(&self) -> crate::retention::Policy {
+        const MIB: u64 = 1024 * 1024;
+        crate::retention::Policy {
+            keep_last: self.keep_last,
+            keep_daily_days: self.keep_daily_days,
+            max_total_bytes: (self.max_total_mib > 0).then(|| self.max_total_mib * MIB),
+            min_free_bytes: self.min_free_mib * MIB,
+        }
     }
 }
 
@@ -88,6 +112,13 @@ impl Validate for Settings {
         if self.backup.interval_secs == 0 {
             return Err(SettingsError::invalid(
                 "backup.interval_secs",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.backup.full_every_hours == 0 {
+            return Err(SettingsError::invalid(
+                "backup.full_every_hours",
                 0,
                 "must be at least 1",
             ));

@@ -283,7 +283,7 @@ async fn profile_snapshot(server: &Server, scratch: &Path) -> Result<Table> {
         let started = Instant::now();
         match stage {
             Some(stage) => run_stage(&pool, stage, &file).await.map(|_rows| ()),
-            None => snapshot::take(&pool, &directory, Compression::None, LIMIT)
+            None => snapshot::take(&pool, &directory, Compression::None, LIMIT, None)
                 .await
                 .map(|_manifest| ())
                 .map_err(anyhow::Error::from),

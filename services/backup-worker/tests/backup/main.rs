@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+mod chains;
+
 use backup_worker::acl::{self, Acl, AclError, Entry, Kind, Tag, SERVICE_UID};
 use backup_worker::archive::{self, ArchiveError, Resolution};
 use backup_worker::settings::Compression;
@@ -60,12 +62,12 @@ async fn snapshot_drop_restore_gives_back_every_row() {
         }
         let before = latest(&db.pool, 10_000, TIMEOUT).await.unwrap();
 
-        let manifest = snapshot::take(&db.pool, dir.path(), compression, TIMEOUT)
+        let manifest = snapshot::take(&db.pool, dir.path(), compression, TIMEOUT, None)
             .await
             .unwrap();
         assert_eq!(manifest.rows, 2_500);
         let path = dir.path().join(&manifest.file);
-        assert_eq!(archive::verify(&path).unwrap().manifest, manifest);
+        assert_eq!(archive::verify(&path).unwrap().manifest(), &manifest);
 
         db.pool
             .get_conn()
@@ -131,7 +133,7 @@ async fn snapshot_of_ten_and_a_new_database() -> (
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = snapshot::take(&lost.pool, dir.path(), Compression::None, TIMEOUT)
+    let manifest = snapshot::take(&lost.pool, dir.path(), Compression::None, TIMEOUT, None)
         .await
         .unwrap();
     let mut snapshot = latest(&lost.pool, 100, TIMEOUT).await.unwrap();
@@ -362,7 +364,7 @@ async fn the_file_is_the_seeds_json_format() {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     insert_batch(&db.pool, &readings(3), TIMEOUT).await.unwrap();
-    let manifest = snapshot::take(&db.pool, dir.path(), Compression::None, TIMEOUT)
+    let manifest = snapshot::take(&db.pool, dir.path(), Compression::None, TIMEOUT, None)
         .await
         .unwrap();
     assert!(
@@ -407,7 +409,7 @@ async fn the_file_is_the_seeds_json_format() {
 async fn an_empty_table_gives_a_valid_empty_snapshot() {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let manifest = snapshot::take(&db.pool, dir.path(), Compression::None, TIMEOUT)
+    let manifest = snapshot::take(&db.pool, dir.path(), Compression::None, TIMEOUT, None)
         .await
         .unwrap();
     assert_eq!((manifest.rows, manifest.min_id), (0, None));
@@ -422,9 +424,15 @@ async fn a_dead_database_leaves_no_file() {
     let pool = outage.settings(&db.settings).pool().unwrap();
     outage.cut();
     let dir = tempfile::tempdir().unwrap();
-    let error = snapshot::take(&pool, dir.path(), Compression::None, Duration::from_secs(2))
-        .await
-        .unwrap_err();
+    let error = snapshot::take(
+        &pool,
+        dir.path(),
+        Compression::None,
+        Duration::from_secs(2),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&error, SnapshotError::Database(e) if e.is_unavailable()),
         "{error}"
@@ -440,7 +448,7 @@ async fn an_unwritable_directory_is_a_clear_error_and_leaves_nothing() {
     // A regular file where the directory should be: fails for root too.
     let not_a_directory = dir.path().join("backups");
     std::fs::write(&not_a_directory, b"").unwrap();
-    let error = snapshot::take(&db.pool, &not_a_directory, Compression::None, TIMEOUT)
+    let error = snapshot::take(&db.pool, &not_a_directory, Compression::None, TIMEOUT, None)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("backups"), "{error}");
@@ -455,7 +463,7 @@ async fn verify_catches_tampering_and_a_missing_manifest() {
     insert_batch(&db.pool, &readings(10), TIMEOUT)
         .await
         .unwrap();
-    let manifest = snapshot::take(&db.pool, dir.path(), Compression::None, TIMEOUT)
+    let manifest = snapshot::take(&db.pool, dir.path(), Compression::None, TIMEOUT, None)
         .await
         .unwrap();
     let path = dir.path().join(&manifest.file);
@@ -512,7 +520,7 @@ async fn the_worker_snapshots_at_start_and_reports_health() {
     assert_eq!(health.status(), 200);
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
-    let snapshots = backup_worker::retention::snapshots(dir.path()).unwrap();
+    let snapshots = backup_worker::chain::list(dir.path()).unwrap();
     assert_eq!(snapshots.len(), 1);
     db.drop().await;
 }
@@ -548,9 +556,7 @@ async fn shutdown_during_a_dump_leaves_no_file_behind() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !temporary_exists() {
         assert!(
-            backup_worker::retention::snapshots(dir.path())
-                .unwrap()
-                .is_empty(),
+            backup_worker::chain::list(dir.path()).unwrap().is_empty(),
             "the dump finished before it could be interrupted: make the table larger"
         );
         assert!(
@@ -603,7 +609,7 @@ async fn a_full_disk_is_a_clear_error_and_leaves_no_partial_file() {
         insert_batch(&db.pool, chunk, TIMEOUT).await.unwrap();
     }
     let disk = FullDisk::mount(256 * 1024);
-    let error = snapshot::take(&db.pool, disk.0.path(), Compression::None, TIMEOUT)
+    let error = snapshot::take(&db.pool, disk.0.path(), Compression::None, TIMEOUT, None)
         .await
         .unwrap_err();
     assert!(
