@@ -3,6 +3,7 @@
 //! accounting, and waiting with deadlines.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -734,6 +735,21 @@ pub fn verify_backups(stack: &Stack) -> Result<usize, Vec<String>> {
     } else {
         Err(failures)
     }
+}
+
+/// Rows in the chain ending at the snapshot whose manifest is
+/// `manifest_name`: its own and those of every snapshot it extends (the
+/// manifests' `parent` links, read here without the worker's code).
+pub fn chain_rows(directory: &Path, manifest_name: &str) -> Option<u64> {
+    let mut rows = 0;
+    let mut next = Some(manifest_name.to_owned());
+    while let Some(name) = next {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(directory.join(&name)).ok()?).ok()?;
+        rows += manifest["rows"].as_u64()?;
+        next = manifest["parent"]["manifest"].as_str().map(str::to_owned);
+    }
+    Some(rows)
 }
 
 /// Hidden temporary files (`.tmp-*`) in the backups directory.
