@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One command for the benchmarks (docs/performance.md):
-#   services/benchmarks/run.sh [spool|backup|panel|all] [extra arguments for the benchmark]
+#   services/benchmarks/run.sh [spool|backup|chain|panel|all] [extra arguments for the benchmark]
 # Starts a throwaway MariaDB, builds what is measured, runs, stops everything
 # it started. Output goes to stdout and to services/benchmarks/results/<name>-<time>.md.
 set -euo pipefail
 
 which=${1:-all}
 shift || true
-case "$which" in spool | backup | panel | all) ;; *)
-    echo "usage: services/benchmarks/run.sh [spool|backup|panel|all] [benchmark arguments]" >&2
+case "$which" in spool | backup | chain | panel | all) ;; *)
+    echo "usage: services/benchmarks/run.sh [spool|backup|chain|panel|all] [benchmark arguments]" >&2
     exit 2
     ;;
 esac
@@ -69,10 +69,12 @@ run() {
 case "$which" in
 spool) run spool "$@" ;;
 backup) run backup "$@" ;;
+chain) run chain "$@" ;;
 panel) run panel "$@" ;;
 all)
     run spool
     run backup
+    run chain
     run panel
     ;;
 esac

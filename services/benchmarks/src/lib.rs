@@ -4,6 +4,7 @@
 //! MariaDB, builds, runs them and stops everything.
 
 pub mod backup_bench;
+pub mod chain_bench;
 pub mod data;
 pub mod db;
 pub mod panel_bench;

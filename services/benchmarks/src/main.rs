@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use benchmarks::db::Server;
-use benchmarks::{backup_bench, panel_bench, spool_bench};
+use benchmarks::{backup_bench, chain_bench, panel_bench, spool_bench};
 use clap::{Parser, Subcommand};
 
 /// Benchmarks of the services next to reference implementations. Needs
@@ -40,6 +40,16 @@ enum Command {
         /// Where backup-worker was built.
         #[arg(long, env = "BENCH_BIN_DIR", default_value = "target/release")]
         bin_dir: PathBuf,
+    },
+    /// Issue 12: an incremental snapshot on a large table, a chain of 1 full
+    /// and 144 incrementals restored, the storage of a simulated year.
+    Chain {
+        /// Table size for the incremental snapshot.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Table size at the end of the restored chain.
+        #[arg(long, default_value_t = 1_000_000)]
+        chain_rows: u64,
     },
     /// Issue 5: the frontend under wrk vs a seed-style Flask panel and a fixed page.
     Panel {
@@ -105,6 +115,9 @@ async fn main() -> Result<()> {
                 url: cli.database_url,
             };
             backup_bench::run(&server, &options).await
+        }
+        Command::Chain { rows, chain_rows } => {
+            chain_bench::run(&server, &chain_bench::Options { rows, chain_rows }).await
         }
         Command::Panel {
             rows,
