@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use backup_worker::archive;
 use backup_worker::metrics::Metrics;
 use backup_worker::retention::{self, Stored};
-use backup_worker::settings::Settings;
+use backup_worker::settings::{Compression, Settings};
 use backup_worker::snapshot::{self, Kind, Manifest};
 use backup_worker::{snapshot_once, Due};
 use chrono::{NaiveDateTime, TimeDelta};
@@ -45,9 +45,9 @@ pub struct Options {
 
 pub async fn run(server: &Server, options: &Options) -> Result<()> {
     let scratch = tempfile::tempdir()?;
-    let bytes_per_row = incremental(server, options.rows, scratch.path()).await?;
+    let sizes = incremental(server, options.rows, scratch.path()).await?;
     restore_chain(server, options.chain_rows, scratch.path()).await?;
-    simulated_year(bytes_per_row);
+    simulated_year(&sizes);
     Ok(())
 }
 
@@ -79,9 +79,14 @@ async fn timed_snapshot(
 /// An incremental with one interval's rows on a table of `rows`, three
 /// times (median), next to a full snapshot and to the incremental's own
 /// SELECT drained by the bare client (the limit: what the worker adds is
-/// the JSON, the file and the chain). Returns the full snapshot's bytes per
-/// row for the simulated year.
-async fn incremental(server: &Server, rows: u64, scratch: &Path) -> Result<f64> {
+/// the JSON, the file and the chain); then the same full snapshot with each
+/// compression. Returns each compression's bytes per row, for the
+/// simulated year.
+async fn incremental(
+    server: &Server,
+    rows: u64,
+    scratch: &Path,
+) -> Result<Vec<(Compression, f64)>> {
     let pool = server.fresh_database(SOURCE).await?;
     let end = now_utc() - TimeDelta::days(1);
     eprintln!("chain: filling {rows} rows ...");
@@ -136,6 +141,34 @@ async fn incremental(server: &Server, rows: u64, scratch: &Path) -> Result<f64> 
             .unwrap_or_else(|| "NULL".into())
     };
     drop(conn);
+
+    let mut compressed = Table::new(&["full snapshot", "seconds", "bytes a row", "size vs plain"]);
+    let plain = full.bytes as f64 / full.rows.max(1) as f64;
+    let mut sizes = vec![(Compression::None, plain)];
+    compressed.row(vec![
+        "plain JSON (`none`, the default)".into(),
+        secs(full_time),
+        format!("{plain:.0}"),
+        "1.00".into(),
+    ]);
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        let directory = scratch.join(format!("full-{}", compression.extension()));
+        std::fs::create_dir_all(&directory)?;
+        let mut settings = settings.clone();
+        settings.backup.directory = directory.clone();
+        settings.backup.compression = compression;
+        eprintln!("chain: full snapshot with {compression:?} ...");
+        let (manifest, took) = timed_snapshot(&settings, &pool, Due::Full).await?;
+        let per_row = manifest.bytes as f64 / manifest.rows.max(1) as f64;
+        sizes.push((compression, per_row));
+        compressed.row(vec![
+            format!("`{}`", compression.extension()),
+            secs(took),
+            format!("{per_row:.1}"),
+            format!("{:.3}", per_row / plain),
+        ]);
+        std::fs::remove_dir_all(&directory)?;
+    }
     pool.disconnect().await?;
 
     println!(
@@ -183,7 +216,12 @@ async fn incremental(server: &Server, rows: u64, scratch: &Path) -> Result<f64> 
         verdict(median < Duration::from_millis(100)).into(),
     ]);
     goals.print();
-    Ok(full.bytes as f64 / full.rows.max(1) as f64)
+    println!(
+        "### History: compression of a full snapshot ({} rows)\n",
+        thousands(rows as f64)
+    );
+    compressed.print();
+    Ok(sizes)
 }
 
 /// One full snapshot and 144 incrementals of `INTERVAL_ROWS`, restored into
@@ -320,34 +358,44 @@ async fn checksum(pool: &Pool) -> Result<(u64, u64)> {
 /// with a snapshot every 10 minutes, under the default settings' chains and
 /// retention, each file `bytes_per_row` a row (the full snapshot above).
 /// Beside it: every snapshot full, as before incrementals, same retention.
-fn simulated_year(bytes_per_row: f64) {
+fn simulated_year(sizes: &[(Compression, f64)]) {
     let defaults = Settings::default().backup;
     let policy = defaults.retention();
     let full_every = TimeDelta::hours(defaults.full_every_hours.into());
     println!(
-        "### History: storage over a simulated year (7 cities every 15 s, a snapshot every 10 min, {bytes_per_row:.0} bytes a row as written above; retention as configured by default: keep_last {}, keep_daily_days {}, full every {} h)\n",
+        "### History: storage over a simulated year (7 cities every 15 s, a snapshot every 10 min, bytes a row as written above; retention as configured by default: keep_last {}, keep_daily_days {}, full every {} h)\n",
         defaults.keep_last, defaults.keep_daily_days, defaults.full_every_hours
     );
     let mut table = Table::new(&[
         "snapshots",
+        "compression",
         "after 30 days",
         "after 365 days",
         "peak",
         "files kept",
         "written in the last day",
     ]);
-    let weekly = TimeDelta::hours(168);
-    for (label, full_every) in [
+    let daily = "chains, a full one daily (default)";
+    let plain = sizes[0].1;
+    let mut cases: Vec<(&str, Option<TimeDelta>, Compression, f64)> = vec![
+        (daily, Some(full_every), Compression::None, plain),
         (
-            "incremental chains, a full one daily (default)",
-            Some(full_every),
+            "chains, a full one weekly (full_every_hours = 168)",
+            Some(TimeDelta::hours(168)),
+            Compression::None,
+            plain,
         ),
         (
-            "incremental chains, a full one weekly (full_every_hours = 168)",
-            Some(weekly),
+            "every snapshot full (before chains)",
+            None,
+            Compression::None,
+            plain,
         ),
-        ("every snapshot full (before chains)", None),
-    ] {
+    ];
+    for &(compression, per_row) in &sizes[1..] {
+        cases.push((daily, Some(full_every), compression, per_row));
+    }
+    for (label, full_every, compression, bytes_per_row) in cases {
         let start = NaiveDateTime::parse_from_str("2026-01-01 00:00", "%Y-%m-%d %H:%M").unwrap();
         let mut stored: Vec<Stored> = Vec::new(); // newest first
         let (mut rows, mut peak, mut at_30, mut written_last_day) = (0u64, 0u64, 0u64, 0u64);
@@ -388,6 +436,7 @@ fn simulated_year(bytes_per_row: f64) {
         let total: u64 = stored.iter().map(|s| s.bytes).sum();
         table.row(vec![
             label.into(),
+            format!("`{}`", compression.extension()),
             gib(at_30),
             gib(total),
             gib(peak),

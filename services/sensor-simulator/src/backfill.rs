@@ -9,6 +9,7 @@
 //! (`interpolated`). They go in with `INSERT IGNORE` on (city, time), so a
 //! row already there always wins.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DurationRound, NaiveDateTime, TimeDelta, Timelike};
@@ -17,6 +18,8 @@ use telemetry_core::database::DatabaseError;
 use telemetry_core::reading::{insert_batch, last_rows_before};
 use telemetry_core::weather::{City, PastSeries};
 use telemetry_core::{NewReading, Source};
+
+use crate::metrics::Metrics;
 
 /// Open-Meteo's finest resolution: slots start at :00, :15, :30 and :45 UTC.
 pub const SLOT: TimeDelta = TimeDelta::minutes(15);
@@ -131,7 +134,7 @@ impl Backfill {
     /// The gap of each city that has one. A city with no row before
     /// `started` is new (a fresh install, or a city just added): it has no
     /// gap, only a beginning.
-    pub async fn gaps(
+    async fn gaps(
         &self,
         cities: &[City],
         started: NaiveDateTime,
@@ -145,13 +148,101 @@ impl Backfill {
             .collect())
     }
 
-    /// Stores `rows` of one source; returns how many were new.
-    pub async fn store(&self, rows: &[NewReading]) -> Result<u64, DatabaseError> {
+    /// The gaps before `started`, as one request's worth; `None` when there
+    /// is nothing to fill, or when the database cannot say (logged).
+    pub async fn plan(&self, cities: &[City], started: NaiveDateTime) -> Option<Plan> {
+        let gaps = match self.gaps(cities, started).await {
+            Ok(gaps) if gaps.is_empty() => return None,
+            Ok(gaps) => gaps,
+            Err(error) => {
+                tracing::warn!(message = "cannot look for gaps to backfill; none filled", %error);
+                return None;
+            }
+        };
+        Some(Plan {
+            cities: gaps.iter().map(|gap| cities[gap.city].clone()).collect(),
+            from: gaps.iter().map(|gap| gap.first).min().unwrap_or(started),
+            to: gaps.iter().map(|gap| gap.last).max().unwrap_or(started),
+            gaps,
+        })
+    }
+
+    /// Stores what `series` (one per city of `plan`, as the API answered)
+    /// has for the gaps, counts it per source and logs what each city got.
+    /// A database that does not take it is logged, and the backfill given up.
+    pub async fn fill(&self, plan: &Plan, series: &[PastSeries], metrics: &Metrics) {
+        let rows: Vec<Vec<NewReading>> = plan
+            .gaps
+            .iter()
+            .zip(&plan.cities)
+            .zip(series)
+            .map(|((gap, city), series)| rows_filling(gap, city, series))
+            .collect();
+        // One insert per source: `INSERT IGNORE` says how many rows went in,
+        // not which, and the metric counts stored rows per source.
+        let mut inserted = BTreeMap::new();
+        for source in [Source::Backfill, Source::Interpolated] {
+            let of_source: Vec<NewReading> = rows
+                .iter()
+                .flatten()
+                .filter(|row| row.source == source)
+                .cloned()
+                .collect();
+            match self.store(&of_source).await {
+                Ok(count) => {
+                    metrics.backfilled.add(&source.as_str(), count);
+                    inserted.insert(source.as_str(), count);
+                }
+                Err(error) => {
+                    tracing::warn!(message = "the database did not take the backfill; given up", %error);
+                    return;
+                }
+            }
+        }
+        let by_city: Vec<String> = plan
+            .gaps
+            .iter()
+            .zip(&plan.cities)
+            .zip(&rows)
+            .map(|((gap, city), rows)| {
+                format!(
+                    "{}: {} of {} slots from {} to {}",
+                    city.name,
+                    rows.len(),
+                    gap.slots(),
+                    gap.first,
+                    gap.last
+                )
+            })
+            .collect();
+        tracing::info!(
+            message = "gaps before the start filled from Open-Meteo's past data",
+            cities = ?by_city,
+            inserted = ?inserted,
+        );
+    }
+
+    async fn store(&self, rows: &[NewReading]) -> Result<u64, DatabaseError> {
         let mut inserted = 0;
         for batch in rows.chunks(INSERT_BATCH) {
             inserted += insert_batch(&self.pool, batch, self.db_timeout).await?;
         }
         Ok(inserted)
+    }
+}
+
+/// The gaps to fill after a start, and the one request that fills them:
+/// the cities with a gap, from the earliest missing slot to the latest.
+pub struct Plan {
+    pub gaps: Vec<Gap>,
+    pub cities: Vec<City>,
+    pub from: NaiveDateTime,
+    pub to: NaiveDateTime,
+}
+
+impl Plan {
+    pub fn slots(&self) -> usize {
+        self.gaps.iter().map(Gap::slots).sum()
     }
 }
 

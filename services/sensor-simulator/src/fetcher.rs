@@ -4,16 +4,14 @@
 //! or rationed. Once the API has answered, it also fills the gap a downtime
 //! left ([`crate::backfill`]), once, from the same budget.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use telemetry_core::weather::{quota_calls, City, Observation, WeatherClient};
-use telemetry_core::{NewReading, Source};
 use tokio::sync::watch;
 
-use crate::backfill::{rows_filling, Backfill, Gap};
+use crate::backfill::Backfill;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::pacing::{Call, Next, Outcome, Pacer};
@@ -104,24 +102,12 @@ impl Fetcher {
     /// abandoned.
     #[tracing::instrument(skip_all)]
     async fn fill_gaps(&mut self, backfill: &Backfill, started: DateTime<Utc>) -> bool {
-        let started = started.naive_utc();
-        let gaps = tokio::select! {
+        let plan = tokio::select! {
             _ = self.held.closed() => return false,
-            gaps = backfill.gaps(&self.cities, started) => gaps,
+            plan = backfill.plan(&self.cities, started.naive_utc()) => plan,
         };
-        let gaps = match gaps {
-            Ok(gaps) if gaps.is_empty() => return true,
-            Ok(gaps) => gaps,
-            Err(error) => {
-                tracing::warn!(message = "cannot look for gaps to backfill; none filled", %error);
-                return true;
-            }
-        };
-        let cities: Vec<City> = gaps
-            .iter()
-            .map(|gap| self.cities[gap.city].clone())
-            .collect();
-        let calls = quota_calls(cities.len());
+        let Some(plan) = plan else { return true };
+        let calls = quota_calls(plan.cities.len());
         let now = self.clock.now();
         let spare = self.pacer.spare_calls(now);
         if calls > spare {
@@ -129,20 +115,21 @@ impl Fetcher {
                 message = "the day's budget cannot spare the backfill; gaps left unfilled",
                 calls,
                 spare,
-                slots = gaps.iter().map(Gap::slots).sum::<usize>(),
+                slots = plan.slots(),
             );
             return true;
         }
-        let from = gaps.iter().map(|gap| gap.first).min().unwrap_or(started);
-        let to = gaps.iter().map(|gap| gap.last).max().unwrap_or(started);
         let reply = tokio::select! {
             _ = self.held.closed() => return false,
-            reply = self.client.past_quarter_hours(&cities, from, to) => reply,
+            reply = self.client.past_quarter_hours(&plan.cities, plan.from, plan.to) => reply,
         };
         self.pacer.spend_extra(now, calls);
         self.metrics.api_calls.add(calls);
-        let series = match reply {
-            Ok(series) => series,
+        match reply {
+            Ok(series) => tokio::select! {
+                _ = self.held.closed() => false,
+                () = backfill.fill(&plan, &series, &self.metrics) => true,
+            },
             Err(error) => {
                 self.metrics.api_errors.increment(&error.kind());
                 tracing::warn!(
@@ -150,58 +137,9 @@ impl Fetcher {
                     kind = error.kind(),
                     %error,
                 );
-                return true;
-            }
-        };
-        let rows: Vec<Vec<NewReading>> = gaps
-            .iter()
-            .zip(&cities)
-            .zip(&series)
-            .map(|((gap, city), series)| rows_filling(gap, city, series))
-            .collect();
-        let mut inserted = BTreeMap::new();
-        for source in [Source::Backfill, Source::Interpolated] {
-            let of_source: Vec<NewReading> = rows
-                .iter()
-                .flatten()
-                .filter(|row| row.source == source)
-                .cloned()
-                .collect();
-            let stored = tokio::select! {
-                _ = self.held.closed() => return false,
-                stored = backfill.store(&of_source) => stored,
-            };
-            match stored {
-                Ok(count) => {
-                    self.metrics.backfilled.add(&source.as_str(), count);
-                    inserted.insert(source.as_str(), count);
-                }
-                Err(error) => {
-                    tracing::warn!(message = "the database did not take the backfill; given up", %error);
-                    return true;
-                }
+                true
             }
         }
-        let by_city: Vec<String> = gaps
-            .iter()
-            .zip(&rows)
-            .map(|(gap, rows)| {
-                format!(
-                    "{}: {} of {} slots from {} to {}",
-                    self.cities[gap.city].name,
-                    rows.len(),
-                    gap.slots(),
-                    gap.first,
-                    gap.last
-                )
-            })
-            .collect();
-        tracing::info!(
-            message = "gaps before the start filled from Open-Meteo's past data",
-            cities = ?by_city,
-            inserted = ?inserted,
-        );
-        true
     }
 
     /// Waits until `at`; false if the tick loop stopped meanwhile.

@@ -31,13 +31,12 @@ const FIRST_REPLAY_RETRY: Duration = Duration::from_millis(100);
 
 pub struct Sensor {
     cities: Vec<City>,
-    interval: Duration,
     /// Open-Meteo only: the fetcher, until `run` starts it, and what it
     /// publishes. `None` for the simulated source.
     fetcher: Option<Fetcher>,
     held: Option<watch::Receiver<Held>>,
+    /// Also holds the tick interval and the metrics the ticks count in.
     storage: Arc<Storage>,
-    metrics: Arc<Metrics>,
 }
 
 /// Where readings go: the database, or the spool while it cannot take them.
@@ -49,8 +48,9 @@ struct Storage {
     spool: Spool,
     /// Woken when readings are spooled, so the replay starts at once.
     spooled: Notify,
-    /// The longest a failed replay waits before trying again.
-    retry_max: Duration,
+    /// The tick interval: also the longest a failed replay waits before
+    /// trying again.
+    interval: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -101,16 +101,14 @@ impl Sensor {
             db_timeout: settings.database.timeout(),
             spool,
             spooled: Notify::new(),
-            retry_max: settings.sensor.interval(),
-            metrics: metrics.clone(),
+            interval: settings.sensor.interval(),
+            metrics,
         });
         Ok(Self {
             cities,
-            interval: settings.sensor.interval(),
             fetcher,
             held,
             storage,
-            metrics,
         })
     }
 
@@ -133,7 +131,7 @@ impl Sensor {
             );
         }
         let replay = tokio::spawn(self.storage.clone().replay_beside_ticks());
-        let mut schedule = Schedule::new(self.interval, Utc::now());
+        let mut schedule = Schedule::new(self.storage.interval, Utc::now());
         loop {
             let tick = tokio::select! {
                 _ = &mut shutdown => break,
@@ -141,7 +139,7 @@ impl Sensor {
             };
             let readings = self.readings_for(tick);
             self.storage.store(readings).await;
-            self.metrics.note_tick_lateness(tick.due.elapsed());
+            self.storage.metrics.note_tick_lateness(tick.due.elapsed());
         }
         // Safe to abandon at any point: a batch stored but not yet
         // checkpointed is replayed again later, and the uniqueness key makes
@@ -168,9 +166,10 @@ impl Sensor {
     }
 
     fn readings_for(&mut self, tick: Tick) -> Vec<NewReading> {
-        self.metrics.ticks.increment();
+        let metrics = &self.storage.metrics;
+        metrics.ticks.increment();
         if tick.skipped > 0 {
-            self.metrics.ticks_skipped.add(tick.skipped);
+            metrics.ticks_skipped.add(tick.skipped);
             tracing::warn!(message = "process stalled; ticks skipped", skipped = tick.skipped, resumed_at = %tick.at);
         }
         match &self.held {
@@ -259,7 +258,7 @@ impl Storage {
                     retry = if progress > 0 {
                         FIRST_REPLAY_RETRY
                     } else {
-                        (retry * 2).min(self.retry_max)
+                        (retry * 2).min(self.interval)
                     };
                     tokio::time::sleep(retry).await;
                     continue;
@@ -271,7 +270,7 @@ impl Storage {
                 Ok(true) => {}
                 Err(error) => {
                     tracing::error!(message = "cannot empty the drained spool; it is emptied after the next replay", %error);
-                    tokio::time::sleep(self.retry_max).await;
+                    tokio::time::sleep(self.interval).await;
                     continue;
                 }
             }

@@ -3,8 +3,8 @@
 //! accounting, and waiting with deadlines.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::fmt;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
