@@ -8,10 +8,13 @@
 //!
 //! Memory: one render per (city, whole page or fragment, chart range) —
 //! 2 × 4 × the configured cities, 56 for the default seven — each held as
-//! the page plus its gzip and brotli forms once asked for. A 24-hour page is
-//! about 40 KB (6 KB compressed); the longer ranges draw more points and
-//! their pages are larger, SIZES_TBD: about MEMORY_TBD in all for seven
-//! cities, when every variant has been asked for.
+//! the page plus its gzip and brotli forms once asked for. Pages grow with
+//! the points their charts draw: measured with seven cities, 68 KB for 24
+//! hours and 75 KB for 7 days (168 points a chart); a full 30 days (720
+//! points) comes to about 200 KB and a full year (365) to about 110 KB by
+//! the same measure. So about 0.45 MB per city and form, compressed copies
+//! (a sixth of that) included: at most about 7 MB for the default seven
+//! cities, once every variant has been asked for.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
