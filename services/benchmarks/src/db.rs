@@ -142,9 +142,10 @@ pub async fn warm(pool: &Pool) -> Result<()> {
 }
 
 pub async fn truncate(pool: &Pool) -> Result<()> {
+    // TRUNCATE fires no trigger: the aggregates are emptied alongside.
     pool.get_conn()
         .await?
-        .query_drop("TRUNCATE TABLE mediciones")
+        .query_drop("TRUNCATE TABLE mediciones; TRUNCATE TABLE mediciones_hourly")
         .await?;
     Ok(())
 }

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{NaiveDateTime, TimeDelta};
+use frontend::range::Range;
 use frontend::store::{
     readings_statement, recent_query, Cursor, Order, ReadingFilter, CHART_BUCKET_SECS, CHART_HOURS,
-    CHART_QUERY, CURSOR_QUERY, RECENT_ROWS, WINDOW_ROWS,
+    CHART_QUERY, CURSOR_QUERY, DAILY_QUERY, HOURLY_QUERY, RECENT_ROWS, WINDOW_ROWS,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
@@ -66,6 +67,7 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
     let mut conn = pool.get_conn().await?;
     explain_queries(&mut conn).await?;
     chart_prototypes(&mut conn).await?;
+    long_range_charts(&mut conn).await?;
     drop(conn);
     pool.disconnect().await?;
 
@@ -104,6 +106,12 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
     let (status, page) = http_get(port, "/")?;
     ensure!(status == 200, "GET / answered {status}");
     let page_bytes = page.len();
+    let mut range_pages = Vec::new();
+    for range in ["7d", "30d", "1y"] {
+        let (status, page) = http_get(port, &format!("/?range={range}"))?;
+        ensure!(status == 200, "GET /?range={range} answered {status}");
+        range_pages.push(format!("{range}: {} bytes", page.len()));
+    }
     let page_text = String::from_utf8_lossy(&page);
     ensure!(
         page_text.contains("Bogotá") && !page_text.contains("last known data"),
@@ -113,6 +121,15 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
     let rss_first_page = frontend.rss()?;
     let ours_page = wrk(port, "/", options, frontend.pid(), db_pid)?;
     let ours_cities = wrk(port, "/api/cities", options, frontend.pid(), db_pid)?;
+    let ours_month = wrk(port, "/?range=30d", options, frontend.pid(), db_pid)?;
+    let ours_year = wrk(port, "/?range=1y", options, frontend.pid(), db_pid)?;
+    let ours_year_api = wrk(
+        port,
+        "/api/aggregates?city=Bogota&range=1y",
+        options,
+        frontend.pid(),
+        db_pid,
+    )?;
     std::thread::sleep(Duration::from_secs(2));
     let rss_after_load = frontend.rss()?;
     frontend.check_running()?;
@@ -174,6 +191,13 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             &fixed_load,
             &ours_page,
         ),
+        ("ours `GET /?range=30d`", &ours_month, &ours_month),
+        ("ours `GET /?range=1y`", &ours_year, &ours_year),
+        (
+            "ours `GET /api/aggregates?city=Bogota&range=1y`",
+            &ours_year_api,
+            &ours_year_api,
+        ),
         ("ours `GET /api/cities`", &ours_cities, &ours_cities),
         (
             "Flask reference `GET /api/cities`",
@@ -195,8 +219,11 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
         ]);
     }
     println!(
-        "### Panel: {} connections, {} s each, wrk -t2 --latency; page is {} bytes\n",
-        options.connections, options.duration_secs, page_bytes
+        "### Panel: {} connections, {} s each, wrk -t2 --latency; page is {} bytes ({})\n",
+        options.connections,
+        options.duration_secs,
+        page_bytes,
+        range_pages.join(", ")
     );
     table.print();
 
@@ -215,6 +242,16 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             "p99 < 20 ms for `/`".into(),
             format!("{:.1} ms", ours_page.p99_ms),
             verdict(ours_page.p99_ms < 20.0).into(),
+        ])
+        .row(vec![
+            "p99 < 20 ms for `/?range=30d`".into(),
+            format!("{:.1} ms", ours_month.p99_ms),
+            verdict(ours_month.p99_ms < 20.0).into(),
+        ])
+        .row(vec![
+            "p99 < 20 ms for `/?range=1y`".into(),
+            format!("{:.1} ms", ours_year.p99_ms),
+            verdict(ours_year.p99_ms < 20.0).into(),
         ])
         .row(vec![
             "≥ 20× Flask req/s on `/`".into(),
@@ -584,6 +621,78 @@ async fn chart_prototypes(conn: &mut Conn) -> Result<()> {
         .await?;
     result?;
     println!("### Panel: the chart query, and two ways to make it cheaper\n");
+    table.print();
+    Ok(())
+}
+
+/// The long-range charts' reads, as the panel runs them (from the hourly
+/// aggregates the trigger keeps), next to the same aggregation computed
+/// from `mediciones` by a GROUP BY, which is what they replace.
+async fn long_range_charts(conn: &mut Conn) -> Result<()> {
+    let now = now_utc();
+    let city = Value::from("Bogotá");
+    let reference = |bucket: &str| {
+        format!(
+            "SELECT {bucket} AS bucket, COUNT(*), MIN(temperatura), AVG(temperatura), \
+             MAX(temperatura), MIN(humedad), AVG(humedad), MAX(humedad) FROM mediciones \
+             WHERE ciudad = ? AND fecha_registro >= ? GROUP BY bucket ORDER BY bucket"
+        )
+    };
+    let hour_bucket = "CAST(DATE_FORMAT(fecha_registro, '%Y-%m-%d %H:00:00') AS DATETIME)";
+    let cases = [
+        (
+            "30 days, hourly",
+            HOURLY_QUERY.to_owned(),
+            reference(hour_bucket),
+            Range::Month,
+        ),
+        (
+            "1 year, daily",
+            DAILY_QUERY.to_owned(),
+            reference("CAST(DATE(fecha_registro) AS DATETIME)"),
+            Range::Year,
+        ),
+    ];
+    let mut table = Table::new(&[
+        "chart read (one city)",
+        "ours: mean ms (aggregates)",
+        "reference: mean ms (GROUP BY over mediciones)",
+        "reference ÷ ours",
+        "points",
+        "readings counted",
+    ]);
+    for (name, ours, reference, range) in cases {
+        let params = vec![city.clone(), Value::from(range.first_aggregate(now))];
+        let mut timed = async |sql: &str| {
+            let started = Instant::now();
+            let mut result: Vec<Row> = Vec::new();
+            for _ in 0..20 {
+                result = conn.exec(sql, params.clone()).await?;
+            }
+            let mean = started.elapsed().as_secs_f64() * 1000.0 / 20.0;
+            let counted: u64 = result
+                .iter()
+                .map(|row| row.get::<u64, _>(1).unwrap_or(0))
+                .sum();
+            anyhow::Ok((mean, result.len(), counted))
+        };
+        let (ours_ms, points, counted) = timed(&ours).await?;
+        let (reference_ms, reference_points, reference_counted) = timed(&reference).await?;
+        ensure!(
+            (points, counted) == (reference_points, reference_counted),
+            "{name}: the aggregates ({points} points, {counted} readings) disagree with \
+             mediciones ({reference_points} points, {reference_counted} readings)"
+        );
+        table.row(vec![
+            name.into(),
+            format!("{ours_ms:.3}"),
+            format!("{reference_ms:.3}"),
+            format!("{:.0}×", reference_ms / ours_ms),
+            points.to_string(),
+            thousands(counted as f64),
+        ]);
+    }
+    println!("### Panel: long-range chart reads, aggregates against a GROUP BY\n");
     table.print();
     Ok(())
 }

@@ -12,11 +12,12 @@ use telemetry_core::time::{now_utc, SEED_FORMAT};
 use telemetry_core::Reading;
 
 use crate::params::{
-    check_range, CsvParams, NoParams, ReadingsParams, ReadingsQuery, WeatherParams, WeatherQuery,
+    check_range, AggregatesParams, AggregatesQuery, CsvParams, NoParams, ReadingsParams,
+    ReadingsQuery, WeatherParams, WeatherQuery,
 };
 use crate::query::{self, ParamError};
 use crate::state::AppState;
-use crate::store::{Cursor, Database, Order, ReadingFilter, StoreError};
+use crate::store::{Aggregate, Cursor, Database, Order, ReadingFilter, StoreError};
 use crate::view::Freshness;
 
 /// Rows fetched per query while streaming a CSV export.
@@ -206,6 +207,97 @@ pub async fn cities(
     })))
 }
 
+/// `GET /api/aggregates?city=&range=`: a configured city's hourly
+/// aggregates (daily for `range=1y`), oldest first, from the page's data
+/// (read every `panel.data_refresh_secs` from `mediciones_hourly`).
+pub async fn aggregates(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (city, rows) = aggregate_rows(&request, &state).await?;
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "city": city,
+                "from": row.from.format(SEED_FORMAT).to_string(),
+                "count": row.count,
+                "temperature_min": row.temperature.min,
+                "temperature_mean": row.temperature.mean,
+                "temperature_max": row.temperature.max,
+                "humidity_min": row.humidity.min,
+                "humidity_mean": row.humidity.mean,
+                "humidity_max": row.humidity.max,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// `GET /api/aggregates.csv?city=&range=`: the same rows and columns as CSV.
+pub async fn aggregates_csv(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (city, rows) = aggregate_rows(&request, &state).await?;
+    let mut body = String::with_capacity(AGGREGATES_HEADER.len() + rows.len() * 80);
+    body.push_str(AGGREGATES_HEADER);
+    for row in rows.iter() {
+        write_aggregate_row(&mut body, &city, row);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"aggregates.csv\"",
+        ))
+        .body(body))
+}
+
+/// The configured city and its rows over the range the query asks for.
+async fn aggregate_rows(
+    request: &HttpRequest,
+    state: &AppState,
+) -> Result<(String, Vec<Aggregate>), ApiError> {
+    let AggregatesQuery { city, range } =
+        query::strict::<AggregatesParams>(request.query_string())?.try_into()?;
+    // Only configured cities have their aggregates read with the page's data.
+    let Some(city) = state.city(&city) else {
+        return Err(unknown_city(state));
+    };
+    let (_, data) = state.panel.last_read().await?;
+    let rows = data.aggregates(city, range).unwrap_or_default().to_vec();
+    Ok((city.to_owned(), rows))
+}
+
+fn unknown_city(state: &AppState) -> ApiError {
+    ParamError::new(
+        "city",
+        format!("unknown city; known: {}", state.city_names.join(", ")),
+    )
+    .into()
+}
+
+const AGGREGATES_HEADER: &str = "city,from,count,temperature_min,temperature_mean,temperature_max,humidity_min,humidity_mean,humidity_max\r\n";
+
+fn write_aggregate_row(out: &mut String, city: &str, row: &Aggregate) {
+    use std::fmt::Write;
+    let number = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
+    csv_text(out, city);
+    let _ = write!(
+        out,
+        ",{},{},{},{},{},{},{},{}\r\n",
+        row.from.format(SEED_FORMAT),
+        row.count,
+        number(row.temperature.min),
+        number(row.temperature.mean),
+        number(row.temperature.max),
+        number(row.humidity.min),
+        number(row.humidity.mean),
+        number(row.humidity.max),
+    );
+}
+
 /// `GET /api/weather?city=`: live weather for a configured city (cached).
 pub async fn weather(
     request: HttpRequest,
@@ -218,11 +310,7 @@ pub async fn weather(
         .report(state.city(&city).unwrap_or(&city))
         .await
     else {
-        return Err(ParamError::new(
-            "city",
-            format!("unknown city; known: {}", state.city_names.join(", ")),
-        )
-        .into());
+        return Err(unknown_city(&state));
     };
     let Some(observation) = &report.observation else {
         return Err(ApiError::WeatherUnavailable(

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use maud::Markup;
 use serde_json::json;
 
+use crate::range::Range;
 use crate::render;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,13 +20,16 @@ pub enum PageError {
     /// `?city=` names a city the panel does not show.
     #[error("unknown city")]
     UnknownCity { shown: Arc<[String]> },
+    /// `?range=` names a range the charts do not offer.
+    #[error("unknown chart range")]
+    UnknownRange,
 }
 
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::UnknownCity { .. } => StatusCode::BAD_REQUEST,
+            Self::UnknownCity { .. } | Self::UnknownRange => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -35,6 +39,10 @@ impl ResponseError for PageError {
             Self::UnknownCity { shown } => (
                 "Unknown city",
                 format!("This panel shows {}.", shown.join(", ")),
+            ),
+            Self::UnknownRange => (
+                "Unknown chart range",
+                format!("The charts show {}.", Range::accepted()),
             ),
         };
         html(self.status_code(), render::error_page(title, &message))

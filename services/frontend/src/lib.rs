@@ -12,6 +12,7 @@ pub mod page_cache;
 pub mod panel;
 pub mod params;
 pub mod query;
+pub mod range;
 pub mod recent_replies;
 pub mod render;
 pub mod routes;
@@ -107,6 +108,10 @@ impl Application {
                     .service(get("/fragment/panel", routes::fragment))
                     .service(get("/api/readings", api::readings).wrap(Compress::default()))
                     .service(get("/api/readings.csv", api::readings_csv).wrap(Compress::default()))
+                    .service(get("/api/aggregates", api::aggregates).wrap(Compress::default()))
+                    .service(
+                        get("/api/aggregates.csv", api::aggregates_csv).wrap(Compress::default()),
+                    )
                     .service(get("/api/cities", api::cities).wrap(Compress::default()))
                     .service(get("/api/weather", api::weather).wrap(Compress::default()))
                     .service(get("/healthz", routes::healthz))

@@ -6,10 +6,15 @@
 //! is also redone once it is `max_age` old, so the ages and the "rendered at"
 //! time it prints are never older than one data refresh.
 //!
-//! Memory: one render per (city, whole page or fragment) — 2 × the
-//! configured cities — each held as the page (about 40 KB) plus its gzip and
-//! brotli forms (about 6 KB each) once asked for: about 0.75 MB for the
-//! default seven cities.
+//! Memory: one render per (city, whole page or fragment, chart range) —
+//! 2 × 4 × the configured cities, 56 for the default seven — each held as
+//! the page plus its gzip and brotli forms once asked for. Pages grow with
+//! the points their charts draw: measured with seven cities, 68 KB for 24
+//! hours and 75 KB for 7 days (168 points a chart); a full 30 days (720
+//! points) comes to about 200 KB and a full year (365) to about 110 KB by
+//! the same measure. So about 0.45 MB per city and form, compressed copies
+//! (a sixth of that) included: at most about 7 MB for the default seven
+//! cities, once every variant has been asked for.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -22,6 +27,7 @@ use actix_web::web::Bytes;
 use chrono::NaiveDateTime;
 
 use crate::live_weather::WeatherVersion;
+use crate::range::Range;
 
 /// The two forms of the panel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,8 +155,9 @@ impl Rendered {
 /// The latest render of each page.
 pub struct PageCache {
     max_age: Duration,
-    /// Per city: the whole page, then the fragment (by [`PageKind`]).
-    pages: HashMap<String, [Slot; 2]>,
+    /// Per city: the whole page, then the fragment (by [`PageKind`]), each
+    /// by chart [`Range`].
+    pages: HashMap<String, [[Slot; Range::ALL.len()]; 2]>,
 }
 
 #[derive(Default)]
@@ -170,17 +177,18 @@ impl PageCache {
         Self { max_age, pages }
     }
 
-    /// The render of `kind` for `city` at `version`: the cached one if it
-    /// still stands, else a new one from `render`. `None` for a city not
-    /// configured.
+    /// The render of `kind` for `city` with its charts over `range`, at
+    /// `version`: the cached one if it still stands, else a new one from
+    /// `render`. `None` for a city not configured.
     pub async fn get(
         &self,
         city: &str,
         kind: PageKind,
+        range: Range,
         version: Version,
         render: impl FnOnce() -> String,
     ) -> Option<Arc<Rendered>> {
-        let slot = self.slot(city, kind)?;
+        let slot = self.slot(city, kind, range)?;
         if let Some(rendered) = self.standing(slot, version) {
             return Some(rendered);
         }
@@ -193,8 +201,10 @@ impl PageCache {
         Some(rendered)
     }
 
-    fn slot(&self, city: &str, kind: PageKind) -> Option<&Slot> {
-        self.pages.get(city).map(|slots| &slots[kind as usize])
+    fn slot(&self, city: &str, kind: PageKind, range: Range) -> Option<&Slot> {
+        self.pages
+            .get(city)
+            .map(|slots| &slots[kind as usize][range as usize])
     }
 
     fn standing(&self, slot: &Slot, version: Version) -> Option<Arc<Rendered>> {

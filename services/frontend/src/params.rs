@@ -7,6 +7,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 
 use crate::query::ParamError;
+use crate::range::Range;
 use crate::store::ReadingFilter;
 
 /// `ciudad` is VARCHAR(64).
@@ -84,10 +85,39 @@ impl TryFrom<WeatherParams> for WeatherQuery {
 pub struct NoParams {}
 
 /// The page and its fragment, read leniently (`query::lenient`): `city`
-/// picks the live weather shown.
+/// picks the live weather shown, `range` the charts' range.
 #[derive(Default, Deserialize)]
 pub struct PageParams {
     pub city: Option<String>,
+    pub range: Option<String>,
+}
+
+/// `/api/aggregates` and its CSV form: one city, required, and a range.
+#[derive(Deserialize)]
+pub struct AggregatesParams {
+    city: Option<String>,
+    range: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct AggregatesQuery {
+    pub city: String,
+    pub range: Range,
+}
+
+impl TryFrom<AggregatesParams> for AggregatesQuery {
+    type Error = ParamError;
+
+    fn try_from(params: AggregatesParams) -> Result<Self, ParamError> {
+        let city = city("city", params.city)?.ok_or_else(|| ParamError::new("city", "required"))?;
+        let range = match params.range {
+            None => Range::default(),
+            Some(value) => Range::parse(&value).ok_or_else(|| {
+                ParamError::new("range", format!("must be one of {}", Range::accepted()))
+            })?,
+        };
+        Ok(Self { city, range })
+    }
 }
 
 fn filter(
@@ -293,6 +323,22 @@ mod tests {
         };
         assert_eq!(weather("city=Cali").unwrap().city, "Cali");
         assert_eq!(weather("city=").unwrap_err().detail, "required");
+    }
+
+    #[test]
+    fn aggregates_need_a_city_and_take_a_known_range() {
+        let aggregates = |query| -> Result<AggregatesQuery, ParamError> {
+            strict::<AggregatesParams>(query)?.try_into()
+        };
+        let query = aggregates("city=Cali&range=30d").unwrap();
+        assert_eq!((query.city.as_str(), query.range), ("Cali", Range::Month));
+        assert_eq!(aggregates("city=Cali").unwrap().range, Range::Day);
+        assert_eq!(aggregates("range=7d").unwrap_err().detail, "required");
+        let error = aggregates("city=Cali&range=2w").unwrap_err();
+        assert_eq!(
+            (error.parameter.as_str(), error.detail.as_str()),
+            ("range", "must be one of 24h, 7d, 30d, 1y")
+        );
     }
 
     #[test]

@@ -12,11 +12,13 @@ use crate::errors::PageError;
 use crate::page_cache::{matches_etag, Encoding, PageKind, Version};
 use crate::params::PageParams;
 use crate::query;
+use crate::range::Range;
 use crate::render;
 use crate::state::AppState;
 use crate::view::PageContext;
 
-/// `GET /`: the whole page. `?city=` picks the live weather shown.
+/// `GET /`: the whole page. `?city=` picks the live weather shown,
+/// `?range=` the charts' range (24h, 7d, 30d, 1y).
 pub async fn page(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -39,7 +41,9 @@ async fn serve_page(
     state: &AppState,
     kind: PageKind,
 ) -> Result<HttpResponse, PageError> {
-    let selected = selected_city(request.query_string(), state)?;
+    let params = query::lenient::<PageParams>(request.query_string());
+    let selected = selected_city(params.city.as_deref(), state)?;
+    let range = selected_range(params.range.as_deref())?;
     // The page's data is the background reader's last snapshot, its charts
     // already drawn: only the live weather may have to be fetched.
     let (panel, weather) = tokio::join!(state.panel.current(), state.weather.version(selected));
@@ -58,6 +62,7 @@ async fn serve_page(
             view: &panel,
             weather: weather.as_ref(),
             selected,
+            range,
         };
         match kind {
             PageKind::Page => render::page(&ctx),
@@ -67,7 +72,7 @@ async fn serve_page(
     };
     let rendered = state
         .pages
-        .get(selected, kind, version, render)
+        .get(selected, kind, range, version, render)
         .await
         .ok_or(PageError::NotFound)?;
     let encoding = Encoding::negotiate(request.headers());
@@ -97,12 +102,20 @@ async fn serve_page(
 
 /// The page ignores parameters it does not know (tracking tags and the like);
 /// a city it does not know is an error, not a silent switch to another.
-fn selected_city<'a>(query_string: &str, state: &'a AppState) -> Result<&'a str, PageError> {
-    match query::lenient::<PageParams>(query_string).city {
+fn selected_city<'a>(city: Option<&str>, state: &'a AppState) -> Result<&'a str, PageError> {
+    match city {
         None => Ok(&state.city_names[0]),
-        Some(city) => state.city(&city).ok_or_else(|| PageError::UnknownCity {
+        Some(city) => state.city(city).ok_or_else(|| PageError::UnknownCity {
             shown: state.city_names.clone(),
         }),
+    }
+}
+
+/// The charts' range; like a city, one the page does not offer is an error.
+fn selected_range(range: Option<&str>) -> Result<Range, PageError> {
+    match range {
+        None => Ok(Range::default()),
+        Some(range) => Range::parse(range).ok_or(PageError::UnknownRange),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Every query the panel runs. Each one is served by an index of
 //! `mediciones` (primary key, `uq_mediciones_city_tick (ciudad,
-//! fecha_registro)` or `ix_mediciones_fecha (fecha_registro)`), so none of
-//! them scans the table, whatever its size. All values are bound parameters.
+//! fecha_registro)` or `ix_mediciones_fecha (fecha_registro)`), or by the
+//! primary key `(ciudad, hour)` of the hourly aggregates `mediciones_hourly`
+//! (kept by a trigger, see migration V2), so none of them scans a table,
+//! whatever its size. All values are bound parameters.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use tokio::runtime::Handle;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+use crate::range::Range;
 
 /// Rows in the page's "latest readings" table, as in the seed.
 pub const RECENT_ROWS: u32 = 15;
@@ -82,6 +85,27 @@ pub struct ChartPoint {
     pub humidity: Option<f64>,
 }
 
+/// The readings of one city over one hour, or one day, from the hourly
+/// aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    /// Start of the hour or day (UTC).
+    pub from: NaiveDateTime,
+    /// Readings in it, with or without values.
+    pub count: u64,
+    pub temperature: Spread,
+    pub humidity: Spread,
+}
+
+/// Minimum, mean and maximum of the values that are not NULL; all `None`
+/// when there are none.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spread {
+    pub min: Option<f64>,
+    pub mean: Option<f64>,
+    pub max: Option<f64>,
+}
+
 /// What the page shows from the database, read in one go, and the newest
 /// readings the API lists from memory.
 #[derive(Debug, Clone)]
@@ -92,6 +116,11 @@ pub struct PanelData {
     pub latest: Vec<(String, Option<Reading>)>,
     /// Each configured city's last 24 h, in configuration order.
     pub charts: Vec<(String, Vec<ChartPoint>)>,
+    /// Each configured city's hourly aggregates over the longest hourly
+    /// range (30 days), oldest first; shorter ranges are their tail.
+    pub hourly: Vec<(String, Vec<Aggregate>)>,
+    /// Each configured city's daily aggregates over the year, oldest first.
+    pub daily: Vec<(String, Vec<Aggregate>)>,
     /// The most recent rows, newest first (the seed's table).
     pub recent: Vec<Reading>,
     /// The newest readings of all cities, as `/api/readings` lists them.
@@ -101,6 +130,19 @@ pub struct PanelData {
 }
 
 impl PanelData {
+    /// `city`'s aggregates over `range` as of this read, oldest first;
+    /// `None` for a city not configured.
+    pub fn aggregates(&self, city: &str, range: Range) -> Option<&[Aggregate]> {
+        let series = if range == Range::Year {
+            &self.daily
+        } else {
+            &self.hourly
+        };
+        let (_, rows) = series.iter().find(|(name, _)| name == city)?;
+        let first = range.first_aggregate(self.taken_at);
+        Some(&rows[rows.partition_point(|row| row.from < first)..])
+    }
+
     /// The window that holds `filter`'s listing, if one does.
     pub fn window_for(&self, filter: &ReadingFilter) -> Option<&Window> {
         match &filter.city {
@@ -311,7 +353,21 @@ impl Database {
                         let mut conn = pool.get_conn().await?;
                         let points = chart(&mut conn, &city, chart_since, taken_at).await?;
                         let window = window(&mut conn, Some(city.clone())).await?;
-                        Ok::<_, mysql_async::Error>((city, points, window))
+                        let hourly = aggregates(
+                            &mut conn,
+                            HOURLY_QUERY,
+                            &city,
+                            Range::Month.first_aggregate(taken_at),
+                        )
+                        .await?;
+                        let daily = aggregates(
+                            &mut conn,
+                            DAILY_QUERY,
+                            &city,
+                            Range::Year.first_aggregate(taken_at),
+                        )
+                        .await?;
+                        Ok::<_, mysql_async::Error>((city, points, window, hourly, daily))
                     }
                 })
                 .buffered(CHART_CONNECTIONS)
@@ -326,16 +382,22 @@ impl Database {
             let mut latest = Vec::with_capacity(per_city.len());
             let mut charts = Vec::with_capacity(per_city.len());
             let mut city_windows = Vec::with_capacity(per_city.len());
-            for (city, points, city_window) in per_city {
+            let mut hourly = Vec::with_capacity(per_city.len());
+            let mut daily = Vec::with_capacity(per_city.len());
+            for (city, points, city_window, city_hourly, city_daily) in per_city {
                 // The newest row of the city's listing is its latest reading.
                 latest.push((city.clone(), city_window.rows.first().cloned()));
                 charts.push((city.clone(), points));
+                hourly.push((city.clone(), city_hourly));
+                daily.push((city.clone(), city_daily));
                 city_windows.push((city, city_window));
             }
             Ok(PanelData {
                 taken_at,
                 latest,
                 charts,
+                hourly,
+                daily,
                 recent,
                 window,
                 city_windows,
@@ -404,6 +466,25 @@ pub const CHART_QUERY: &str =
      FROM mediciones WHERE ciudad = ? AND fecha_registro >= ? AND fecha_registro <= ? \
      GROUP BY UNIX_TIMESTAMP(fecha_registro) DIV ? ORDER BY 1";
 
+/// One city's hourly aggregates from an hour on, off the primary key.
+/// Binds the city and the first hour. Means are over the values that are
+/// not NULL; an hour without any has a NULL mean.
+pub const HOURLY_QUERY: &str = "SELECT hour, readings, \
+     temperature_min, temperature_sum / NULLIF(temperature_count, 0), temperature_max, \
+     CAST(humidity_min AS DOUBLE), CAST(humidity_sum / NULLIF(humidity_count, 0) AS DOUBLE), \
+     CAST(humidity_max AS DOUBLE) \
+     FROM mediciones_hourly WHERE ciudad = ? AND hour >= ? ORDER BY hour";
+
+/// The same per UTC day, summed up from the hours (at most 24 × 365 rows
+/// of one city, read off the primary key). Binds the city and the first day.
+pub const DAILY_QUERY: &str = "SELECT CAST(DATE(hour) AS DATETIME) AS day, \
+     CAST(SUM(readings) AS UNSIGNED), \
+     MIN(temperature_min), SUM(temperature_sum) / NULLIF(SUM(temperature_count), 0), \
+     MAX(temperature_max), CAST(MIN(humidity_min) AS DOUBLE), \
+     CAST(SUM(humidity_sum) / NULLIF(SUM(humidity_count), 0) AS DOUBLE), \
+     CAST(MAX(humidity_max) AS DOUBLE) \
+     FROM mediciones_hourly WHERE ciudad = ? AND hour >= ? GROUP BY day ORDER BY day";
+
 /// The seed's own query, on the primary key. Binds `RECENT_ROWS`.
 pub fn recent_query() -> String {
     format!("SELECT {COLUMNS} FROM mediciones ORDER BY id DESC LIMIT ?")
@@ -429,6 +510,47 @@ async fn chart(
             temperature,
             humidity,
         })
+        .collect())
+}
+
+/// One row of `HOURLY_QUERY` or `DAILY_QUERY`.
+type AggregateRow = (
+    NaiveDateTime,
+    u64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// `city`'s aggregates from `first` on, by `statement` (hourly or daily).
+async fn aggregates(
+    conn: &mut Conn,
+    statement: &str,
+    city: &str,
+    first: NaiveDateTime,
+) -> Result<Vec<Aggregate>, mysql_async::Error> {
+    let rows: Vec<AggregateRow> = conn.exec(statement, (city, first)).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(from, count, t_min, t_mean, t_max, h_min, h_mean, h_max)| Aggregate {
+                from,
+                count,
+                temperature: Spread {
+                    min: t_min,
+                    mean: t_mean,
+                    max: t_max,
+                },
+                humidity: Spread {
+                    min: h_min,
+                    mean: h_mean,
+                    max: h_max,
+                },
+            },
+        )
         .collect())
 }
 

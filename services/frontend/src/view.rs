@@ -10,6 +10,7 @@ use telemetry_core::Reading;
 
 use crate::chart;
 use crate::live_weather::LiveReport;
+use crate::range::Range;
 use crate::settings::PanelSettings;
 use crate::store::PanelData;
 
@@ -22,6 +23,8 @@ pub struct PageContext<'a> {
     pub weather: Option<&'a LiveReport>,
     /// The city whose live weather is shown.
     pub selected: &'a str,
+    /// The range the charts show.
+    pub range: Range,
 }
 
 /// The page's data as a request finds it.
@@ -53,19 +56,36 @@ impl PanelView {
 /// page is cheap markup, drawn per request.
 #[derive(Debug, Default)]
 pub struct DrawnCharts {
-    /// Per city, in configuration order: its chart as SVG, or `None` when
-    /// there is nothing to draw.
-    pub by_city: Vec<(String, Option<String>)>,
+    /// By [`Range`], then per city in configuration order: its chart as
+    /// SVG, or `None` when there is nothing to draw.
+    by_range: [Vec<(String, Option<String>)>; Range::ALL.len()],
 }
 
 impl DrawnCharts {
     pub fn draw(data: &PanelData, zone: Tz) -> Self {
-        let by_city = data
-            .charts
-            .iter()
-            .map(|(city, points)| (city.clone(), chart::render(points, data.taken_at, zone)))
-            .collect();
-        Self { by_city }
+        let now = data.taken_at;
+        let by_range = Range::ALL.map(|range| match range {
+            Range::Day => data
+                .charts
+                .iter()
+                .map(|(city, points)| (city.clone(), chart::render(points, now, zone)))
+                .collect(),
+            _ => data
+                .latest
+                .iter()
+                .map(|(city, _)| {
+                    let aggregates = data.aggregates(city, range).unwrap_or_default();
+                    let svg = chart::render_aggregates(aggregates, range, now, zone);
+                    (city.clone(), svg)
+                })
+                .collect(),
+        });
+        Self { by_range }
+    }
+
+    /// Each city's chart over `range`, in configuration order.
+    pub fn of(&self, range: Range) -> &[(String, Option<String>)] {
+        &self.by_range[range as usize]
     }
 }
 

@@ -168,10 +168,12 @@ pub async fn migrate(
             times: seed.times,
         });
     }
-    let applied = run_embedded_migrations(pool).await?;
     if !to_copy.is_empty() {
+        // Before the migrations: V2 puts a trigger on our table, so it must
+        // exist even when an earlier migrate recorded V1 over the seed's.
         ensure_our_table(pool).await?;
     }
+    let applied = run_embedded_migrations(pool, None).await?;
     for table in &to_copy {
         let zone = table.zone(seed_time_zone)?;
         adopt_rows(pool, table, zone).await?;
@@ -179,10 +181,18 @@ pub async fn migrate(
     Ok(applied)
 }
 
-/// Refinery's migrations as they are, without looking at the table first.
-pub(crate) async fn run_embedded_migrations(pool: &Pool) -> Result<Vec<String>, DatabaseError> {
+/// Refinery's migrations as they are, without looking at the table first;
+/// up to `last_version` only when given (tests recreate an older state).
+pub(crate) async fn run_embedded_migrations(
+    pool: &Pool,
+    last_version: Option<i32>,
+) -> Result<Vec<String>, DatabaseError> {
     let mut pool = pool.clone();
-    let report = embedded::migrations::runner().run_async(&mut pool).await?;
+    let mut runner = embedded::migrations::runner();
+    if let Some(version) = last_version {
+        runner = runner.set_target(refinery::Target::Version(version));
+    }
+    let report = runner.run_async(&mut pool).await?;
     Ok(report
         .applied_migrations()
         .iter()
@@ -190,16 +200,14 @@ pub(crate) async fn run_embedded_migrations(pool: &Pool) -> Result<Vec<String>, 
         .collect())
 }
 
-/// Creates `mediciones` if it is missing. An earlier version of `migrate`,
-/// pointed at the seed's table, recorded V1 as applied without creating
-/// anything; once that table is moved aside refinery would not run V1 again.
-/// V1 is `CREATE TABLE IF NOT EXISTS`, so running it again is harmless.
+/// Creates `mediciones` if it is missing, once the seed's table is moved
+/// aside. An earlier version of `migrate`, pointed at the seed's table,
+/// recorded V1 as applied without creating anything, so refinery would not
+/// run V1 again. V1 is `CREATE TABLE IF NOT EXISTS`, so when refinery does
+/// run it afterwards it changes nothing.
 async fn ensure_our_table(pool: &Pool) -> Result<(), MigrationError> {
     if matches!(inspect(pool, TABLE).await?, Shape::Absent) {
-        tracing::warn!(
-            message = "migration history says mediciones exists but it does not (recorded over \
-                       the seed's table): creating it"
-        );
+        tracing::info!(message = "creating mediciones, the seed's table being aside");
         execute(pool, CREATE_MEDICIONES.to_owned()).await?;
     }
     Ok(())

@@ -76,11 +76,11 @@ impl TestDatabase {
         }
     }
 
-    /// Runs the embedded migrations without looking at `mediciones` first,
-    /// as `migrate` did before it adopted seed tables: how a seed database
-    /// came to have V1 recorded over the seed's own table.
+    /// Runs V1 without looking at `mediciones` first, as `migrate` did
+    /// before it adopted seed tables (V1 was then the only migration): how a
+    /// seed database came to have V1 recorded over the seed's own table.
     pub async fn migrate_without_adoption(&self) {
-        run_embedded_migrations(&self.pool)
+        run_embedded_migrations(&self.pool, Some(1))
             .await
             .expect("run the embedded migrations");
     }

@@ -1,5 +1,7 @@
 //! The schema and queries against a real MariaDB/MySQL server.
 
+#[path = "database/aggregates.rs"]
+mod aggregates;
 #[path = "database/seed_adoption.rs"]
 mod seed_adoption;
 

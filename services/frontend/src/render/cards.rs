@@ -1,11 +1,12 @@
 //! The cards of the panel: one per city with its latest reading, one per
-//! city with its 24 h chart.
+//! city with its chart, and the choice of the charts' range.
 
 use maud::{html, Markup, PreEscaped};
 use telemetry_core::Reading;
 
 use super::format::{age_text, humidity, iso_utc, local_date_time, temperature};
 use super::table::{node_tag, source_tag};
+use crate::range::Range;
 use crate::view::{Freshness, PageContext};
 
 /// A city's latest reading: its values, its age, and where it came from.
@@ -56,18 +57,36 @@ pub fn city_card(city: &str, reading: Option<&Reading>, ctx: &PageContext) -> Ma
     }
 }
 
-/// A city's 24 h chart, drawn by the panel reader (view.rs).
-pub fn chart_figure(city: &str, svg: Option<&str>) -> Markup {
+/// A city's chart over `range`, drawn by the panel reader (view.rs).
+pub fn chart_figure(city: &str, svg: Option<&str>, range: Range) -> Markup {
+    let phrase = range.phrase();
     html! {
         figure.card.chart {
             figcaption.card-title { (city) }
             @match svg {
                 Some(svg) => {
-                    div.chart-svg role="img" aria-label=(format!("{city}: temperature and humidity, last 24 hours")) {
+                    div.chart-svg role="img" aria-label=(format!("{city}: temperature and humidity, {phrase}")) {
                         (PreEscaped(svg))
                     }
                 }
-                None => { p.muted.chart-empty { "No readings in the last 24 hours." } }
+                None => { p.muted.chart-empty { "No readings in the " (phrase) "." } }
+            }
+        }
+    }
+}
+
+/// The charts' range, as plain links that keep the selected city: a choice
+/// that needs no JavaScript.
+pub fn range_choice(selected: &str, current: Range) -> Markup {
+    html! {
+        nav.ranges aria-label="Chart range" {
+            @for range in Range::ALL {
+                @let href = format!("/?{}", serde_urlencoded::to_string([("city", selected), ("range", range.param())]).unwrap_or_default());
+                @if range == current {
+                    a.range.current href=(href) aria-current="page" { (range.param()) }
+                } @else {
+                    a.range href=(href) { (range.param()) }
+                }
             }
         }
     }

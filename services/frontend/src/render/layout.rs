@@ -4,6 +4,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use crate::assets;
+use crate::range::Range;
 use crate::view::PageContext;
 
 /// The one layout every HTML page uses.
@@ -57,6 +58,10 @@ pub fn city_selector(ctx: &PageContext) -> Markup {
                 @for city in &ctx.settings.cities {
                     option value=(city.name) selected[city.name == ctx.selected] { (city.name) }
                 }
+            }
+            // The form sends only its fields: the chart range goes along.
+            @if ctx.range != Range::default() {
+                input type="hidden" name="range" value=(ctx.range.param());
             }
             button.no-js type="submit" { "Show" }
         }

@@ -14,12 +14,13 @@ use chrono::TimeZone;
 use chrono_tz::Tz;
 use maud::{html, Markup};
 
-use self::cards::{chart_figure, city_card};
+use self::cards::{chart_figure, city_card, range_choice};
 use self::format::{local_date_time, local_time};
 pub use self::layout::error_page;
 use self::layout::{city_selector, layout};
 use self::table::recent_table;
 use self::weather::weather_section;
+use crate::range::Range;
 use crate::view::{PageContext, PanelView};
 
 /// The full page: header with the city selector, then the refreshable panel.
@@ -60,15 +61,20 @@ pub fn panel(ctx: &PageContext) -> Markup {
         @if let Some(data) = &view.data {
             section.section aria-labelledby="charts-title" {
                 div.section-head {
-                    h2 #charts-title { "Last 24 hours" }
+                    h2 #charts-title { (capitalized(ctx.range.phrase())) }
+                    (range_choice(ctx.selected, ctx.range))
                     span.legend {
-                        span.key.key-temp { "temperature (°C, left)" }
+                        @if ctx.range == Range::Day {
+                            span.key.key-temp { "temperature (°C, left)" }
+                        } @else {
+                            span.key.key-temp { "temperature (°C, left): mean, band from min to max" }
+                        }
                         span.key.key-hum { "humidity (%, right)" }
                     }
                 }
                 div.charts {
-                    @for (city, svg) in &view.charts.by_city {
-                        (chart_figure(city, svg.as_deref()))
+                    @for (city, svg) in view.charts.of(ctx.range) {
+                        (chart_figure(city, svg.as_deref(), ctx.range))
                     }
                 }
             }
@@ -115,4 +121,13 @@ fn banner(view: &PanelView, zone: Tz) -> Markup {
             }
         }
     }
+}
+
+/// "last 24 hours" as a heading: "Last 24 hours".
+fn capitalized(phrase: &str) -> String {
+    let mut chars = phrase.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

@@ -8,8 +8,9 @@ use telemetry_core::{NewReading, Reading, Source};
 
 use super::page;
 use crate::live_weather::LiveReport;
+use crate::range::Range;
 use crate::settings::PanelSettings;
-use crate::store::{ChartPoint, PanelData, Window};
+use crate::store::{Aggregate, ChartPoint, PanelData, Spread, Window};
 use crate::view::{DrawnCharts, PageContext, PanelView};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
@@ -60,10 +61,29 @@ fn data() -> PanelData {
             ("Cali".into(), Some(reading(1, "Cali", 600))),
         ],
         charts: vec![(HOSTILE.into(), points.clone()), ("Cali".into(), points)],
+        hourly: vec![(HOSTILE.into(), hours()), ("Cali".into(), Vec::new())],
+        daily: vec![(HOSTILE.into(), Vec::new()), ("Cali".into(), Vec::new())],
         recent: vec![reading(2, HOSTILE, 30), reading(1, "Cali", 600)],
         window: Window::default(),
         city_windows: Vec::new(),
     }
+}
+
+/// Two days of hourly aggregates, the newest hour the current one.
+fn hours() -> Vec<Aggregate> {
+    let first = Range::Week.first_aggregate(now()) + TimeDelta::days(5);
+    (0..48)
+        .map(|hour| Aggregate {
+            from: first + TimeDelta::hours(hour),
+            count: 240,
+            temperature: Spread {
+                min: Some(12.0),
+                mean: Some(15.0),
+                max: Some(19.0),
+            },
+            humidity: Spread::default(),
+        })
+        .collect()
 }
 
 /// A view of `data` drawn as the panel reader draws it.
@@ -86,6 +106,10 @@ fn view_of(
 }
 
 fn render_panel(view: &PanelView, settings: &PanelSettings) -> String {
+    render_range(view, settings, Range::Day)
+}
+
+fn render_range(view: &PanelView, settings: &PanelSettings, range: Range) -> String {
     let observation = telemetry_core::weather::parse_reply(
         include_bytes!("../../../telemetry-core/tests/fixtures/current-one.json"),
         1,
@@ -105,6 +129,7 @@ fn render_panel(view: &PanelView, settings: &PanelSettings) -> String {
         view,
         weather: Some(&weather),
         selected: &settings.cities[0].name,
+        range,
     };
     page(&ctx).into_string()
 }
@@ -192,4 +217,30 @@ fn filled_in_rows_are_tagged_as_such_not_as_observations() {
     assert_eq!(html.matches("class=\"tag tag-interpolated\"").count(), 1);
     assert!(html.contains(">backfill</span>"));
     assert!(html.contains(">interpolated</span>"));
+}
+
+#[test]
+fn each_range_is_a_plain_link_keeping_the_city_and_the_current_one_is_marked() {
+    let html = render_range(&live_view(), &settings(), Range::Week);
+    let hostile = "%3Cscript%3Ealert%281%29%3C%2Fscript%3E";
+    for range in ["24h", "7d", "30d", "1y"] {
+        assert!(
+            html.contains(&format!("href=\"/?city={hostile}&amp;range={range}\"")),
+            "{range}: {html}"
+        );
+    }
+    assert!(html.contains("aria-current=\"page\">7d</a>"), "{html}");
+    assert!(html.contains(">Last 7 days</h2>"));
+    // The city form carries the range along.
+    assert!(html.contains("<input type=\"hidden\" name=\"range\" value=\"7d\">"));
+    // Only the city with aggregates has a chart, with its band.
+    assert_eq!(html.matches("<svg").count(), 1, "{html}");
+    assert!(html.contains("<polygon"));
+    assert!(html.contains("No readings in the last 7 days."));
+    let day = render_panel(&live_view(), &settings());
+    assert!(
+        !day.contains("name=\"range\""),
+        "the default range needs no field"
+    );
+    assert!(!day.contains("<polygon"), "24 h charts draw no band");
 }

@@ -2,6 +2,7 @@
 //! against its own freshly migrated database (TEST_DATABASE_URL), with
 //! Open-Meteo faked by wiremock.
 
+mod aggregates;
 mod api;
 mod caching;
 mod degradation;

@@ -96,7 +96,7 @@ fn time(text: &str) -> NaiveDateTime {
 async fn the_seeds_rows_are_adopted_in_utc_with_their_ids_and_configured_city_names() {
     let db = seed_database().await;
     let applied = migrate(&db.pool, BOGOTA).await.unwrap();
-    assert_eq!(applied.len(), 1, "our table was created: {applied:?}");
+    assert_eq!(applied.len(), 2, "our tables were created: {applied:?}");
 
     let rows = adopted(&db).await;
     let ids: Vec<u64> = rows.iter().map(|row| row.id).collect();
@@ -119,6 +119,11 @@ async fn the_seeds_rows_are_adopted_in_utc_with_their_ids_and_configured_city_na
         };
         assert_eq!(row.reading.ciudad, expected, "id {id}");
     }
+    let hours = super::aggregates::assert_aggregates_match(&db).await;
+    assert!(
+        !hours.is_empty(),
+        "the adopted rows are in the hourly aggregates"
+    );
     let first = &rows[0].reading;
     assert_eq!(
         (first.ciudad.as_str(), first.temperatura, first.humedad),
@@ -229,8 +234,9 @@ async fn a_seed_table_the_old_migrate_recorded_as_migrated_is_adopted() {
     let db = seed_database().await;
     // What `migrate` did before it looked: V1 recorded over the seed's table.
     db.migrate_without_adoption().await;
-    assert!(migrate(&db.pool, BOGOTA).await.unwrap().is_empty());
+    assert_eq!(migrate(&db.pool, BOGOTA).await.unwrap().len(), 1, "V2");
     assert_eq!(adopted(&db).await.len(), 21);
+    super::aggregates::assert_aggregates_match(&db).await;
     db.drop().await;
 }
 
