@@ -123,6 +123,17 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
     let ours_cities = wrk(port, "/api/cities", options, frontend.pid(), db_pid)?;
     let ours_month = wrk(port, "/?range=30d", options, frontend.pid(), db_pid)?;
     let ours_year = wrk(port, "/?range=1y", options, frontend.pid(), db_pid)?;
+    // What a browser gets: the cached brotli bytes (every browser sends
+    // Accept-Encoding).
+    let browser_month = wrk_with(
+        port,
+        "/?range=30d",
+        BROWSER,
+        options,
+        frontend.pid(),
+        db_pid,
+    )?;
+    let browser_year = wrk_with(port, "/?range=1y", BROWSER, options, frontend.pid(), db_pid)?;
     let ours_year_api = wrk(
         port,
         "/api/aggregates?city=Bogota&range=1y",
@@ -194,6 +205,16 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
         ("ours `GET /?range=30d`", &ours_month, &ours_month),
         ("ours `GET /?range=1y`", &ours_year, &ours_year),
         (
+            "ours `GET /?range=30d`, browser's Accept-Encoding",
+            &browser_month,
+            &browser_month,
+        ),
+        (
+            "ours `GET /?range=1y`, browser's Accept-Encoding",
+            &browser_year,
+            &browser_year,
+        ),
+        (
             "ours `GET /api/aggregates?city=Bogota&range=1y`",
             &ours_year_api,
             &ours_year_api,
@@ -244,14 +265,20 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
             verdict(ours_page.p99_ms < 20.0).into(),
         ])
         .row(vec![
-            "p99 < 20 ms for `/?range=30d`".into(),
-            format!("{:.1} ms", ours_month.p99_ms),
-            verdict(ours_month.p99_ms < 20.0).into(),
+            "p99 < 20 ms for `/?range=30d` (browser's Accept-Encoding)".into(),
+            format!(
+                "{:.1} ms (identity: {:.1} ms)",
+                browser_month.p99_ms, ours_month.p99_ms
+            ),
+            verdict(browser_month.p99_ms < 20.0).into(),
         ])
         .row(vec![
-            "p99 < 20 ms for `/?range=1y`".into(),
-            format!("{:.1} ms", ours_year.p99_ms),
-            verdict(ours_year.p99_ms < 20.0).into(),
+            "p99 < 20 ms for `/?range=1y` (browser's Accept-Encoding)".into(),
+            format!(
+                "{:.1} ms (identity: {:.1} ms)",
+                browser_year.p99_ms, ours_year.p99_ms
+            ),
+            verdict(browser_year.p99_ms < 20.0).into(),
         ])
         .row(vec![
             "≥ 20× Flask req/s on `/`".into(),
@@ -270,7 +297,21 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
 
 /// Loads `path` with wrk, accounting the CPU the serving process (`pid`) and
 /// the database spent per request: what limits throughput on 2 cores.
+/// The header a browser sends with every request.
+const BROWSER: &[&str] = &["Accept-Encoding: gzip, deflate, br"];
+
 fn wrk(port: u16, path: &str, options: &Options, pid: u32, db_pid: Option<u32>) -> Result<Load> {
+    wrk_with(port, path, &[], options, pid, db_pid)
+}
+
+fn wrk_with(
+    port: u16,
+    path: &str,
+    headers: &[&str],
+    options: &Options,
+    pid: u32,
+    db_pid: Option<u32>,
+) -> Result<Load> {
     eprintln!(
         "panel: wrk {path} on port {port} for {} s ...",
         options.duration_secs
@@ -287,6 +328,7 @@ fn wrk(port: u16, path: &str, options: &Options, pid: u32, db_pid: Option<u32>) 
         ])
         // A slow reference must show up as latency, not as dropped requests.
         .args(["--timeout", "10s", "--latency"])
+        .args(headers.iter().flat_map(|header| ["-H", header]))
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .context("running wrk (apt-get install -y wrk)")?;

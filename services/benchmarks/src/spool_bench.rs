@@ -24,6 +24,8 @@ use crate::db::{self, inline, Server, LIMIT};
 use crate::report::{rate, secs, thousands, verdict, Cpu, Table};
 
 const DATABASE: &str = "bench_spool";
+/// The same, without the hourly aggregates' trigger: what it costs.
+const PLAIN_DATABASE: &str = "bench_spool_plain";
 
 pub struct Options {
     pub rows: u64,
@@ -169,6 +171,26 @@ pub async fn run(server: &Server, options: &Options) -> Result<()> {
 
     // Prototypes: one change each against "ours", one round each.
     let mut prototypes = Vec::new();
+    // What the hourly aggregates cost each insert: the same replay into a
+    // table without their trigger (migration V2).
+    let plain = server.fresh_database(PLAIN_DATABASE).await?;
+    plain
+        .get_conn()
+        .await?
+        .query_drop("DROP TRIGGER mediciones_hourly_after_insert")
+        .await?;
+    prototypes.push(
+        median(
+            &plain,
+            1,
+            n,
+            "Spool::replay into a table without the hourly aggregates' trigger",
+            server_pid,
+            || replay(&plain, &spool_dir, REPLAY_BATCH),
+        )
+        .await?,
+    );
+    plain.disconnect().await?;
     prototypes.push(
         median(
             &pool,
