@@ -159,10 +159,15 @@ async fn restore(
         anyhow::ensure!(at.is_none(), "--at needs a directory, not a snapshot file");
         path.to_owned()
     };
-    let total = chain::chain(&file)?
-        .iter()
-        .map(|link| link.manifest.rows)
-        .sum();
+    let links = chain::chain(&file)?;
+    let total = links.iter().map(|link| link.manifest.rows).sum();
+    println!(
+        "restoring {} rows from a chain of {} snapshot(s): {} and every one after it up to {}",
+        total,
+        links.len(),
+        links[0].path.display(),
+        file.display()
+    );
     let pool = settings.database.pool()?;
     let mut progress = RowProgress::new(total, std::io::stderr().is_terminal());
     let restored = archive::restore(&file, &pool, settings.database.timeout(), |rows| {
