@@ -108,9 +108,10 @@ pub async fn readings(
         // The last read failed, or none has finished yet.
         Err(_) => None,
     };
-    let query_string = request.query_string();
+    // Keyed by path and query, as the aggregates' replies in the same cache.
+    let key = format!("{}?{}", request.path(), request.query_string());
     if let Some((read, _)) = &last_read {
-        if let Some(body) = state.recent_replies.get(*read, query_string) {
+        if let Some(body) = state.recent_replies.get(*read, &key) {
             return Ok(json_reply(body));
         }
     }
@@ -123,7 +124,7 @@ pub async fn readings(
     let body = match from_memory {
         Some((read, rows)) => {
             let body = readings_page(rows, limit);
-            state.recent_replies.put(read, query_string, body.clone());
+            state.recent_replies.put(read, &key, body.clone());
             body
         }
         None => {
@@ -214,24 +215,27 @@ pub async fn aggregates(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (city, rows) = aggregate_rows(&request, &state).await?;
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|row| {
-            json!({
-                "city": city,
-                "from": row.from.format(SEED_FORMAT).to_string(),
-                "count": row.count,
-                "temperature_min": row.temperature.min,
-                "temperature_mean": row.temperature.mean,
-                "temperature_max": row.temperature.max,
-                "humidity_min": row.humidity.min,
-                "humidity_mean": row.humidity.mean,
-                "humidity_max": row.humidity.max,
+    let body = aggregates_reply(&request, &state, |city, rows| {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                json!({
+                    "city": city,
+                    "from": row.from.format(SEED_FORMAT).to_string(),
+                    "count": row.count,
+                    "temperature_min": row.temperature.min,
+                    "temperature_mean": row.temperature.mean,
+                    "temperature_max": row.temperature.max,
+                    "humidity_min": row.humidity.min,
+                    "humidity_mean": row.humidity.mean,
+                    "humidity_max": row.humidity.max,
+                })
             })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(rows))
+            .collect();
+        Bytes::from(serde_json::to_vec(&rows).expect("JSON of plain values"))
+    })
+    .await?;
+    Ok(json_reply(body))
 }
 
 /// `GET /api/aggregates.csv?city=&range=`: the same rows and columns as CSV.
@@ -239,12 +243,15 @@ pub async fn aggregates_csv(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (city, rows) = aggregate_rows(&request, &state).await?;
-    let mut body = String::with_capacity(AGGREGATES_HEADER.len() + rows.len() * 80);
-    body.push_str(AGGREGATES_HEADER);
-    for row in rows.iter() {
-        write_aggregate_row(&mut body, &city, row);
-    }
+    let body = aggregates_reply(&request, &state, |city, rows| {
+        let mut body = String::with_capacity(AGGREGATES_HEADER.len() + rows.len() * 80);
+        body.push_str(AGGREGATES_HEADER);
+        for row in rows {
+            write_aggregate_row(&mut body, city, row);
+        }
+        Bytes::from(body)
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((
@@ -254,20 +261,28 @@ pub async fn aggregates_csv(
         .body(body))
 }
 
-/// The configured city and its rows over the range the query asks for.
-async fn aggregate_rows(
+/// The body `format` makes of the configured city's rows over the range the
+/// query asks for. The data changes once a read, so the bytes are kept
+/// until the next one, by path and query (JSON and CSV apart).
+async fn aggregates_reply(
     request: &HttpRequest,
     state: &AppState,
-) -> Result<(String, Vec<Aggregate>), ApiError> {
+    format: impl FnOnce(&str, &[Aggregate]) -> Bytes,
+) -> Result<Bytes, ApiError> {
     let AggregatesQuery { city, range } =
         query::strict::<AggregatesParams>(request.query_string())?.try_into()?;
     // Only configured cities have their aggregates read with the page's data.
     let Some(city) = state.city(&city) else {
         return Err(unknown_city(state));
     };
-    let (_, data) = state.panel.last_read().await?;
-    let rows = data.aggregates(city, range).unwrap_or_default().to_vec();
-    Ok((city.to_owned(), rows))
+    let (read, data) = state.panel.last_read().await?;
+    let key = format!("{}?{}", request.path(), request.query_string());
+    if let Some(body) = state.recent_replies.get(read, &key) {
+        return Ok(body);
+    }
+    let body = format(city, data.aggregates(city, range).unwrap_or_default());
+    state.recent_replies.put(read, &key, body.clone());
+    Ok(body)
 }
 
 fn unknown_city(state: &AppState) -> ApiError {
