@@ -401,7 +401,27 @@ async fn insert_rows(
     let inserted = with_timeout(limit, async {
         let mut conn = pool.get_conn().await?;
         record_host(&conn);
-        conn.exec_drop(statement, params).await?;
+        // Concurrent inserts (two sites, a restore, the backfill beside the
+        // ticks) update the same hourly aggregate rows through the trigger,
+        // so InnoDB may pick one as a deadlock victim: it rolled back the
+        // whole statement, and running it again is what the server asks.
+        let mut attempt = 1;
+        loop {
+            match conn.exec_drop(&statement, params.clone()).await {
+                Err(mysql_async::Error::Server(error))
+                    if error.code == ER_LOCK_DEADLOCK && attempt < DEADLOCK_ATTEMPTS =>
+                {
+                    tracing::warn!(
+                        message = "insert chosen as a deadlock victim; running it again",
+                        attempt,
+                        rows
+                    );
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                    attempt += 1;
+                }
+                result => break result?,
+            }
+        }
         Ok(conn.affected_rows())
     })
     .await?;
@@ -409,6 +429,12 @@ async fn insert_rows(
     tracing::Span::current().record("inserted", inserted);
     Ok(inserted)
 }
+
+/// InnoDB's "Deadlock found when trying to get lock; try restarting
+/// transaction".
+const ER_LOCK_DEADLOCK: u16 = 1213;
+/// How many times an insert chosen as a deadlock victim is sent in all.
+const DEADLOCK_ATTEMPTS: u64 = 5;
 
 /// The multi-row `INSERT` of `rows` rows of `per_row` values each into
 /// `columns`, as `insert_batch` and `insert_with_ids` send it.
