@@ -1,0 +1,609 @@
+//! Issue 11 (items 1–3, 6): the database as a three-node Galera cluster
+//! (compose/cluster.yml) behind the same proxy, with the real sensor writing
+//! throughout, hurt four ways on one stack, in this order:
+//!
+//! 1. `kill -9` of the node that takes the writes, aimed two seconds before a
+//!    tick: the proxy moves to another node; the time from the kill to the
+//!    next stored reading; the panel answers throughout; the node comes back
+//!    by its restart policy, rejoins (IST) and reaches `Synced`.
+//! 2. the writer cut off the backend network (a partition): it leaves the
+//!    primary component and gets no connection; after the heal it catches up.
+//! 3. two nodes killed (`docker kill`, so they stay down): the survivor is
+//!    non-primary and refuses writes, the sensor spools; the two start again,
+//!    the primary component forms again, the spool is replayed.
+//! 4. `docker-compose down` then `up -d` of everything: the cluster recovers
+//!    from the most advanced node by itself, every row kept.
+//!
+//! After each, all three nodes hold identical rows (count and checksum per
+//! node, read on each node itself) and the tick accounting is exact: one
+//! reading per city per tick, none lost, none twice (the unique key). Figures
+//! are printed as `cluster N figures: ...` (docs/resilience.md).
+
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, TimeDelta, Timelike};
+use stack_tests::{docker, Stack, CLUSTER_NODES};
+
+use crate::common::*;
+
+/// How long the two-nodes-down outage and the partition are held: enough
+/// for the sensor to spool a few ticks, short enough for the suite's budget.
+const TWO_DOWN: Duration = Duration::from_secs(35);
+const PARTITION: Duration = Duration::from_secs(30);
+/// A node back from a kill, a partition or a full stop is Synced within this.
+const REJOIN_LIMIT: Duration = Duration::from_secs(120);
+const RECOVERY_LIMIT: Duration = Duration::from_secs(120);
+/// Issue 11: the goal for the time from the kill of the writer to the next
+/// stored reading.
+const FAILOVER_GOAL: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_loses_no_reading() {
+    let suite = Instant::now();
+    let stack = tokio::task::spawn_blocking(|| Stack::up_cluster(&[]))
+        .await
+        .unwrap();
+    let probe = Probe::new(&stack);
+    probe
+        .complete_ticks(2, now_utc() - TimeDelta::hours(1), Duration::from_secs(90))
+        .await;
+    let nodes = all_synced(&stack, REJOIN_LIMIT).await;
+    say(format!(
+        "cluster: up and Synced {} after the start ({nodes:?}); writer {}",
+        secs(suite.elapsed()),
+        writer(&stack)
+    ));
+
+    writer_killed(&stack, &probe).await;
+    partitioned(&stack, &probe).await;
+    two_nodes_down(&stack, &probe).await;
+    let whole = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
+    say(format!("cluster 1+2+3, whole run: {whole}"));
+    assert!(whole.exact(), "{whole}");
+    down_and_up(&stack, &probe).await;
+    say(format!(
+        "cluster figures: the whole test took {}",
+        secs(suite.elapsed())
+    ));
+}
+
+/// Scenario 1: `kill -9` of the writer during ingest.
+async fn writer_killed(stack: &Stack, probe: &Probe<'_>) {
+    let killed_node = writer(stack);
+    assert!(!killed_node.is_empty(), "the proxy has no writer");
+    // Two seconds before a tick: the gap then measures the failover, not the
+    // wait for the sensor's next reading.
+    let tick = next_tick_after(now_utc() + TimeDelta::seconds(3));
+    sleep_until(tick - TimeDelta::seconds(2)).await;
+    let before = probe.sensor_metrics().await.unwrap();
+    let stored_before = stored(&before);
+    let restarts = stack.state(&killed_node).restarts;
+
+    say(format!("cluster 1: kill -9 of the writer {killed_node}, 2 s before the tick of {tick}"));
+    let killed = Instant::now();
+    stack.kill9(&killed_node);
+
+    let mut switched = None;
+    let mut first_stored = None;
+    let mut panel = PanelLog::default();
+    let mut last_page = Instant::now() - Duration::from_secs(1);
+    while first_stored.is_none() || switched.is_none() {
+        assert!(
+            killed.elapsed() < RECOVERY_LIMIT,
+            "no reading stored {RECOVERY_LIMIT:?} after the kill (writer switched after {switched:?})"
+        );
+        if switched.is_none() {
+            let now = writer(stack);
+            if !now.is_empty() && now != killed_node {
+                switched = Some((killed.elapsed(), now));
+            }
+        }
+        if first_stored.is_none() {
+            if let Ok(metrics) = probe.sensor_metrics().await {
+                if stored(&metrics) > stored_before {
+                    first_stored = Some(killed.elapsed());
+                }
+            }
+        }
+        if last_page.elapsed() >= Duration::from_secs(1) {
+            last_page = Instant::now();
+            panel.probe(probe).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (switched_after, new_writer) = switched.unwrap();
+    let gap = first_stored.unwrap();
+
+    // The killed node: back by its restart policy, rejoined, Synced.
+    let back = eventually(
+        "the killed node Synced again",
+        REJOIN_LIMIT,
+        POLL,
+        || async {
+            let status = node_status(stack, &killed_node);
+            (stack.state(&killed_node).restarts > restarts && status.may_take_traffic())
+                .then(|| killed.elapsed())
+        },
+    )
+    .await;
+    let transfer = state_transfer(stack, &killed_node);
+    while panel.probes < 5 {
+        panel.probe(probe).await;
+    }
+    let nodes = all_synced(stack, REJOIN_LIMIT).await;
+    let (cutoff, tables) = identical_tables(stack, probe).await;
+    let after = probe.sensor_metrics().await.unwrap();
+    let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
+    say(format!(
+        "cluster 1 figures: writer {killed_node} killed; proxy moved to {new_writer} after {}; next reading stored {} after the kill \
+         (goal {}); {killed_node} Synced again after {} by {transfer}; {panel}; readings spooled {} replayed {} dropped {}; \
+         nodes {nodes:?}; per node up to {cutoff}: {tables}; {accounting}",
+        secs(switched_after),
+        secs(gap),
+        secs(FAILOVER_GOAL),
+        secs(back),
+        after.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total"),
+        after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total"),
+        after.get("sensor_readings_dropped_total"),
+    ));
+    assert!(panel.always_answered(), "the panel must answer throughout: {panel}");
+    assert!(
+        gap < FAILOVER_GOAL,
+        "the next reading was stored {} after the kill of the writer (goal {})",
+        secs(gap),
+        secs(FAILOVER_GOAL)
+    );
+    assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
+    assert!(accounting.exact(), "after the writer's kill: {accounting}");
+}
+
+/// Scenario 2: the writer cut off the backend network, then reconnected.
+async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
+    let cut_node = writer(stack);
+    let address = stack.address(&cut_node, "backend-net").unwrap();
+    let before = probe.sensor_metrics().await.unwrap();
+    say(format!(
+        "cluster 2: docker network disconnect backend-net {cut_node} (the writer, {address})"
+    ));
+    let since = docker_now();
+    let cut = disconnect(stack, &cut_node, "backend-net");
+    let down = Instant::now();
+    // It notices it is alone: non-primary, and refuses writes.
+    let (left_after, alone) = eventually(
+        "the cut-off node non-primary",
+        Duration::from_secs(60),
+        POLL,
+        || async {
+            let status = node_status(stack, &cut_node);
+            (status.is_running() && status.cluster_status() == Some("non-Primary"))
+                .then(|| (down.elapsed(), status))
+        },
+    )
+    .await;
+    let refused = write_refused(stack, &cut_node);
+    let new_writer = eventually(
+        "another writer",
+        Duration::from_secs(30),
+        POLL,
+        || async {
+            let now = writer(stack);
+            (!now.is_empty() && now != cut_node).then_some(now)
+        },
+    )
+    .await;
+    let mut panel = PanelLog::default();
+    while down.elapsed() < PARTITION {
+        panel.probe(probe).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let upstream = stack.exec("nginx-proxy", &["cat", "/run/telemetria/upstream.conf"]);
+    let upstream = String::from_utf8_lossy(&upstream.stdout).into_owned();
+    // The proxy's log names the upstream of every connection it closed.
+    let logs = docker(&["logs", "--since", &since, &stack.container("nginx-proxy")]);
+    let served_by_cut = String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter(|line| line.contains(&format!("upstream=\"{address}:3306\"")))
+        .count();
+
+    say(format!("cluster 2: docker network connect backend-net {cut_node}"));
+    let healed = Instant::now();
+    reconnect(cut);
+    let back = eventually(
+        "the partitioned node Synced again",
+        REJOIN_LIMIT,
+        POLL,
+        || async { node_status(stack, &cut_node).may_take_traffic().then(|| healed.elapsed()) },
+    )
+    .await;
+    let transfer = state_transfer(stack, &cut_node);
+    let nodes = all_synced(stack, REJOIN_LIMIT).await;
+    // A fresh tick after the heal, so the comparison covers the catch-up.
+    probe
+        .complete_ticks(1, now_utc(), Duration::from_secs(60))
+        .await;
+    let (cutoff, tables) = identical_tables(stack, probe).await;
+    let after = probe.sensor_metrics().await.unwrap();
+    let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
+    say(format!(
+        "cluster 2 figures: {cut_node} cut off for {}: non-primary after {} ({alone}), a write there: {refused}; \
+         proxy writer {new_writer}; connections the proxy sent to {address} after the cut: {served_by_cut}; {panel}; \
+         after the heal Synced in {} by {transfer}; nodes {nodes:?}; per node up to {cutoff}: {tables}; \
+         readings spooled {} replayed {} dropped {}; {accounting}",
+        secs(healed - down),
+        secs(left_after),
+        secs(back),
+        after.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total"),
+        after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total"),
+        after.get("sensor_readings_dropped_total"),
+    ));
+    assert!(
+        !upstream.contains(&address.to_string()),
+        "the proxy still routes to the cut-off node: {upstream}"
+    );
+    assert!(refused.contains("1047") || refused.contains("WSREP"), "a write on the cut-off node: {refused}");
+    // A connection that was open at the cut may be logged when it closes.
+    assert!(
+        served_by_cut <= 2,
+        "the proxy sent {served_by_cut} connections to the cut-off node"
+    );
+    assert!(panel.always_answered(), "the panel must answer throughout: {panel}");
+    assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
+    assert!(accounting.exact(), "after the partition: {accounting}");
+}
+
+/// Scenario 3: two of three nodes killed and kept down: no quorum.
+async fn two_nodes_down(stack: &Stack, probe: &Probe<'_>) {
+    let writer_node = writer(stack);
+    let survivor = *CLUSTER_NODES.iter().find(|n| **n != writer_node).unwrap();
+    let killed: Vec<&str> = CLUSTER_NODES
+        .iter()
+        .copied()
+        .filter(|n| *n != survivor)
+        .collect();
+    let ids: Vec<String> = killed.iter().map(|n| stack.container(n)).collect();
+    probe.get("/").await.unwrap();
+    let before = probe.sensor_metrics().await.unwrap();
+    say(format!(
+        "cluster 3: docker kill {killed:?} (SIGKILL, kept down); {survivor} survives"
+    ));
+    let mut args = vec!["kill"];
+    args.extend(ids.iter().map(String::as_str));
+    let output = docker(&args);
+    assert!(output.status.success(), "docker kill: {output:?}");
+    let down = Instant::now();
+    let (nonprimary_after, alone) = eventually(
+        "the survivor non-primary",
+        Duration::from_secs(60),
+        POLL,
+        || async {
+            let status = node_status(stack, survivor);
+            (status.cluster_status() == Some("non-Primary")).then(|| (down.elapsed(), status))
+        },
+    )
+    .await;
+    let refused = write_refused(stack, survivor);
+    let no_writer = eventually("the proxy without a writer", Duration::from_secs(30), POLL, || async {
+        writer(stack).is_empty().then(|| down.elapsed())
+    })
+    .await;
+    let outage = probe.hold_outage(down, TWO_DOWN, Duration::from_secs(5)).await;
+    let during = probe.sensor_metrics().await.unwrap();
+    let spooled =
+        during.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total");
+
+    say(format!("cluster 3: docker start {killed:?}"));
+    let restored = Instant::now();
+    let restored_at = now_utc();
+    let mut args = vec!["start"];
+    args.extend(ids.iter().map(String::as_str));
+    let output = docker(&args);
+    assert!(output.status.success(), "docker start: {output:?}");
+    let recovery = probe.recovery(restored, restored_at, RECOVERY_LIMIT).await;
+    let nodes = all_synced(stack, REJOIN_LIMIT).await;
+    let quorum = restored.elapsed();
+    let transfers: Vec<String> = killed
+        .iter()
+        .map(|node| format!("{node} by {}", state_transfer(stack, node)))
+        .collect();
+    let (cutoff, tables) = identical_tables(stack, probe).await;
+    let after = probe.sensor_metrics().await.unwrap();
+    let replayed =
+        after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total");
+    let spooled_all =
+        after.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total");
+    let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
+    say(format!(
+        "cluster 3 figures: {killed:?} down {}; {survivor} non-primary after {} ({alone}), a write there: {refused}; \
+         proxy without a writer after {}; {outage}; sensor spooled {spooled} during the outage; after `docker start`: \
+         all Synced in {} ({transfers:?}), {recovery}; readings spooled {spooled_all} replayed {replayed} dropped {}; \
+         nodes {nodes:?}; per node up to {cutoff}: {tables}; {accounting}",
+        secs(restored - down),
+        secs(nonprimary_after),
+        secs(no_writer),
+        secs(quorum),
+        after.get("sensor_readings_dropped_total"),
+    ));
+    assert!(refused.contains("1047") || refused.contains("WSREP"), "a write on the survivor: {refused}");
+    assert!(outage.held(), "the panel during the outage: {outage}\n{:#?}", outage.problems);
+    assert!(spooled >= 14.0, "the sensor should have spooled 2+ ticks, spooled {spooled}");
+    assert_eq!(replayed, spooled_all, "every spooled reading is replayed");
+    assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
+    assert!(accounting.exact(), "after two nodes down: {accounting}");
+}
+
+/// Scenario 4: `docker-compose down` (volumes kept), then `up -d`.
+async fn down_and_up(stack: &Stack, probe: &Probe<'_>) {
+    let before = probe.all_rows().await.unwrap();
+    say(format!(
+        "cluster 4: docker-compose down (volumes kept) with {} rows stored",
+        before.len()
+    ));
+    let down = Instant::now();
+    let output = stack.compose(&["down", "--timeout", "30"]);
+    assert!(output.status.success(), "down: {}", String::from_utf8_lossy(&output.stderr));
+    let down_took = down.elapsed();
+
+    let up = Instant::now();
+    let restarted_at = now_utc();
+    let output = stack.compose(&["up", "-d", "--no-build"]);
+    assert!(output.status.success(), "up -d: {}", String::from_utf8_lossy(&output.stderr));
+    stack.wait_healthy(Duration::from_secs(240));
+    let healthy = up.elapsed();
+    probe
+        .complete_ticks(1, restarted_at, Duration::from_secs(90))
+        .await;
+    let new_tick = up.elapsed();
+    let bootstrapped: Vec<&str> = CLUSTER_NODES
+        .iter()
+        .copied()
+        .filter(|node| {
+            let logs = docker(&["logs", &stack.container(node)]);
+            String::from_utf8_lossy(&logs.stdout).contains("bootstraps the cluster")
+        })
+        .collect();
+    let nodes = all_synced(stack, REJOIN_LIMIT).await;
+    let (cutoff, tables) = identical_tables(stack, probe).await;
+
+    let after = probe.all_rows().await.unwrap();
+    let kept = before
+        .iter()
+        .filter(|row| {
+            after
+                .binary_search_by_key(&row.0, |r| r.0)
+                .is_ok_and(|i| after[i] == **row)
+        })
+        .count();
+    let ticks = probe.tick_rows().await.unwrap();
+    let last_before = before.iter().map(|row| row.4).max().unwrap();
+    let before_down = Accounting::of(&ticks, None, Some(last_before));
+    let since_up = Accounting::of(&ticks, Some(restarted_at), None);
+    say(format!(
+        "cluster 4 figures: down took {}; after up -d: bootstrapped by {bootstrapped:?}, every service healthy after {}, \
+         first new tick stored after {}; rows before down {}, identical after up {kept}, rows now {}; nodes {nodes:?}; \
+         per node up to {cutoff}: {tables}; before down: {before_down}; since up: {since_up}",
+        secs(down_took),
+        secs(healthy),
+        secs(new_tick),
+        before.len(),
+        after.len(),
+    ));
+    assert_eq!(bootstrapped.len(), 1, "exactly one node bootstraps: {bootstrapped:?}");
+    assert_eq!(kept, before.len(), "every row stored before `down` must be there after `up -d`");
+    assert!(before_down.exact(), "{before_down}");
+    assert!(since_up.exact(), "{since_up}");
+}
+
+/// A node's status line, as its status port gives it
+/// (docker/mariadb/galera-status), read inside its container.
+#[derive(Debug, Clone)]
+struct NodeStatus(String);
+
+impl NodeStatus {
+    fn field(&self, index: usize) -> Option<&str> {
+        self.0.split_whitespace().nth(index)
+    }
+
+    fn is_running(&self) -> bool {
+        self.field(0) == Some("running")
+    }
+
+    /// `Primary` or `non-Primary` while the server answers.
+    fn cluster_status(&self) -> Option<&str> {
+        self.is_running().then(|| self.field(2)).flatten()
+    }
+
+    /// What the proxy requires of the node it sends connections to.
+    fn may_take_traffic(&self) -> bool {
+        self.0.starts_with("running Synced Primary ON ")
+    }
+}
+
+impl std::fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn node_status(stack: &Stack, node: &str) -> NodeStatus {
+    let output = stack.exec(node, &["galera-status"]);
+    NodeStatus(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Waits until the three nodes are Synced in one primary component of
+/// three; returns each node's status.
+async fn all_synced(stack: &Stack, limit: Duration) -> Vec<String> {
+    eventually("every node Synced, cluster of 3", limit, POLL, || async {
+        let statuses: Vec<NodeStatus> = CLUSTER_NODES.iter().map(|n| node_status(stack, n)).collect();
+        statuses
+            .iter()
+            .all(|s| s.may_take_traffic() && s.field(5) == Some("3"))
+            .then(|| {
+                CLUSTER_NODES
+                    .iter()
+                    .zip(&statuses)
+                    .map(|(node, status)| format!("{node}: {status}"))
+                    .collect()
+            })
+    })
+    .await
+}
+
+/// The node the proxy sends connections to (empty: none).
+fn writer(stack: &Stack) -> String {
+    let output = stack.exec("nginx-proxy", &["cat", "/run/telemetria/writer"]);
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Root inside the node's container, through its socket, with the password
+/// from its credentials volume (never on a command line).
+fn root_sql(stack: &Stack, node: &str, sql: &str) -> std::process::Output {
+    stack.exec(
+        node,
+        &[
+            "bash",
+            "-c",
+            r#"mariadb --defaults-extra-file=<(printf '[client]\nuser=root\npassword=%s\n' "$(cat /run/credentials/root_password)") --batch --skip-column-names -e "$1""#,
+            "root-sql",
+            sql,
+        ],
+    )
+}
+
+/// Tries a write on `node` that would change nothing if it were accepted;
+/// returns the server's answer.
+fn write_refused(stack: &Stack, node: &str) -> String {
+    let output = root_sql(
+        stack,
+        node,
+        "DELETE FROM telemetria.mediciones WHERE ciudad = 'no such city'",
+    );
+    if output.status.success() {
+        "ACCEPTED".into()
+    } else {
+        String::from_utf8_lossy(&output.stderr).trim().to_owned()
+    }
+}
+
+/// Row count and checksum of every row up to the newest complete tick, read
+/// on each node itself after it has applied everything committed in the
+/// cluster (wsrep_sync_wait); asserts they are the same on the three.
+async fn identical_tables(stack: &Stack, probe: &Probe<'_>) -> (NaiveDateTime, String) {
+    let ticks = probe.tick_rows().await.unwrap();
+    let cutoff = ticks.iter().rev().find(|t| t.rows == 7).unwrap().at;
+    let sql = format!(
+        "SET SESSION wsrep_sync_wait = 1; \
+         SELECT COUNT(*), COALESCE(BIT_XOR(CRC32(CONCAT_WS('|', id, ciudad, IFNULL(temperatura, '-'), \
+         IFNULL(humedad, '-'), fecha_registro, source, IFNULL(observed_at, '-')))), 0) \
+         FROM telemetria.mediciones WHERE fecha_registro <= '{}'",
+        cutoff.format("%Y-%m-%d %H:%M:%S")
+    );
+    let per_node: Vec<(String, String)> = CLUSTER_NODES
+        .iter()
+        .map(|node| {
+            let output = root_sql(stack, node, &sql);
+            assert!(output.status.success(), "{node}: {output:?}");
+            let text = String::from_utf8_lossy(&output.stdout).trim().replace('\t', " rows, checksum ");
+            (node.to_string(), text)
+        })
+        .collect();
+    let summary = per_node
+        .iter()
+        .map(|(node, table)| format!("{node} {table}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        per_node.iter().all(|(_, table)| *table == per_node[0].1),
+        "the nodes differ: {summary}"
+    );
+    (cutoff, summary)
+}
+
+/// How the node caught up the last time it joined, from its log.
+fn state_transfer(stack: &Stack, node: &str) -> &'static str {
+    let logs = docker(&["logs", "--tail", "400", &stack.container(node)]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    // The newest mention wins: a node may have had SST once, IST later.
+    let ist = text.rfind("IST received");
+    let sst = text.rfind("SST received").or_else(|| text.rfind("SST succeeded"));
+    match (ist, sst) {
+        (Some(i), Some(s)) if s > i => "SST",
+        (Some(_), _) => "IST",
+        (None, Some(_)) => "SST",
+        (None, None) => "no state transfer found in its log",
+    }
+}
+
+/// Readings the sensor has stored: live inserts and replays from its spool.
+fn stored(metrics: &Metrics) -> f64 {
+    metrics.get("sensor_readings_inserted_total") + metrics.get("sensor_readings_replayed_total")
+}
+
+/// The first tick (on the sensor's 15 s grid) after `after`.
+fn next_tick_after(after: NaiveDateTime) -> NaiveDateTime {
+    let base = after.with_nanosecond(0).unwrap();
+    let past = base.second() as i64 % TICK_SECS;
+    base + TimeDelta::seconds(TICK_SECS - past)
+}
+
+async fn sleep_until(at: NaiveDateTime) {
+    if let Ok(wait) = (at - now_utc()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Docker's notion of now, for `docker logs --since`.
+fn docker_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The panel's answers while a node is hurt.
+#[derive(Debug, Default)]
+struct PanelLog {
+    probes: u32,
+    answered: u32,
+    with_data: u32,
+    slowest: Duration,
+    problems: Vec<String>,
+}
+
+impl PanelLog {
+    async fn probe(&mut self, probe: &Probe<'_>) {
+        self.probes += 1;
+        match probe.get("/").await {
+            Ok(page) if page.status == 200 => {
+                self.answered += 1;
+                self.slowest = self.slowest.max(page.elapsed);
+                if city_names().iter().all(|c| page.body.contains(c.as_str())) {
+                    self.with_data += 1;
+                }
+            }
+            Ok(page) => self.problems.push(format!("status {}", page.status)),
+            Err(error) => self.problems.push(error),
+        }
+    }
+
+    fn always_answered(&self) -> bool {
+        self.probes > 0 && self.answered == self.probes && self.with_data == self.probes
+    }
+}
+
+impl std::fmt::Display for PanelLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "panel answered {}/{} probes with every city (slowest {}){}",
+            self.with_data,
+            self.probes,
+            secs(self.slowest),
+            if self.problems.is_empty() {
+                String::new()
+            } else {
+                format!(", problems {:?}", self.problems)
+            }
+        )
+    }
+}
