@@ -141,7 +141,11 @@ impl Stack {
                 "image {image} is missing: run scripts/test.sh (or scripts/build-images.sh) first"
             );
         }
-        let project = format!("telemetria-e2e-{}-{}", std::process::id(), free_port());
+        // STACK_PROJECT_PREFIX: tells apart the projects of several people
+        // testing on one machine.
+        let prefix =
+            std::env::var("STACK_PROJECT_PREFIX").unwrap_or_else(|_| "telemetria-e2e".into());
+        let project = format!("{prefix}-{}-{}", std::process::id(), free_port());
         let backups = tempfile::tempdir().unwrap();
         prepare_backups(backups.path());
         let mut env: BTreeMap<String, String> = BTreeMap::new();

@@ -80,6 +80,7 @@ async fn writer_killed(stack: &Stack, probe: &Probe<'_>) {
     let restarts = stack.state(&killed_node).restarts;
 
     say(format!("cluster 1: kill -9 of the writer {killed_node}, 2 s before the tick of {tick}"));
+    let since = docker_now();
     let killed = Instant::now();
     stack.kill9(&killed_node);
 
@@ -126,7 +127,7 @@ async fn writer_killed(stack: &Stack, probe: &Probe<'_>) {
         },
     )
     .await;
-    let transfer = state_transfer(stack, &killed_node);
+    let transfer = state_transfer(stack, &killed_node, &since);
     while panel.probes < 5 {
         panel.probe(probe).await;
     }
@@ -165,9 +166,21 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     say(format!(
         "cluster 2: docker network disconnect backend-net {cut_node} (the writer, {address})"
     ));
-    let since = docker_now();
+    let since = chrono::Utc::now();
+    let since_text = since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     let cut = disconnect(stack, &cut_node, "backend-net");
     let down = Instant::now();
+    let new_writer = eventually(
+        "another writer",
+        Duration::from_secs(30),
+        POLL,
+        || async {
+            let now = writer(stack);
+            (!now.is_empty() && now != cut_node).then_some(now)
+        },
+    )
+    .await;
+    let switched = chrono::Utc::now();
     // It notices it is alone: non-primary, and refuses writes.
     let (left_after, alone) = eventually(
         "the cut-off node non-primary",
@@ -181,16 +194,6 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     )
     .await;
     let refused = write_refused(stack, &cut_node);
-    let new_writer = eventually(
-        "another writer",
-        Duration::from_secs(30),
-        POLL,
-        || async {
-            let now = writer(stack);
-            (!now.is_empty() && now != cut_node).then_some(now)
-        },
-    )
-    .await;
     let mut panel = PanelLog::default();
     while down.elapsed() < PARTITION {
         panel.probe(probe).await;
@@ -198,12 +201,12 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     }
     let upstream = stack.exec("nginx-proxy", &["cat", "/run/telemetria/upstream.conf"]);
     let upstream = String::from_utf8_lossy(&upstream.stdout).into_owned();
-    // The proxy's log names the upstream of every connection it closed.
-    let logs = docker(&["logs", "--since", &since, &stack.container("nginx-proxy")]);
-    let served_by_cut = String::from_utf8_lossy(&logs.stdout)
-        .lines()
-        .filter(|line| line.contains(&format!("upstream=\"{address}:3306\"")))
-        .count();
+    let logs = docker(&["logs", "--since", &since_text, &stack.container("nginx-proxy")]);
+    let log = String::from_utf8_lossy(&logs.stdout);
+    // Until the watcher moved the writer, new connections still went to the
+    // cut-off node's address (and failed: its network was gone); after, none.
+    let during_failover = sessions_started_after(&log, since, &address.to_string());
+    let served_by_cut = sessions_started_after(&log, switched, &address.to_string());
 
     say(format!("cluster 2: docker network connect backend-net {cut_node}"));
     let healed = Instant::now();
@@ -215,7 +218,7 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
         || async { node_status(stack, &cut_node).may_take_traffic().then(|| healed.elapsed()) },
     )
     .await;
-    let transfer = state_transfer(stack, &cut_node);
+    let transfer = state_transfer(stack, &cut_node, &since_text);
     let nodes = all_synced(stack, REJOIN_LIMIT).await;
     // A fresh tick after the heal, so the comparison covers the catch-up.
     probe
@@ -226,11 +229,12 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
     say(format!(
         "cluster 2 figures: {cut_node} cut off for {}: non-primary after {} ({alone}), a write there: {refused}; \
-         proxy writer {new_writer}; connections the proxy sent to {address} after the cut: {served_by_cut}; {panel}; \
+         proxy writer {new_writer} after {}; connections the proxy sent to {address} after the cut {during_failover}, after the writer moved {served_by_cut}; {panel}; \
          after the heal Synced in {} by {transfer}; nodes {nodes:?}; per node up to {cutoff}: {tables}; \
          readings spooled {} replayed {} dropped {}; {accounting}",
         secs(healed - down),
         secs(left_after),
+        secs((switched - since).to_std().unwrap_or_default()),
         secs(back),
         after.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total"),
         after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total"),
@@ -241,10 +245,9 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
         "the proxy still routes to the cut-off node: {upstream}"
     );
     assert!(refused.contains("1047") || refused.contains("WSREP"), "a write on the cut-off node: {refused}");
-    // A connection that was open at the cut may be logged when it closes.
-    assert!(
-        served_by_cut <= 2,
-        "the proxy sent {served_by_cut} connections to the cut-off node"
+    assert_eq!(
+        served_by_cut, 0,
+        "the proxy sent connections to the cut-off node after the cut"
     );
     assert!(panel.always_answered(), "the panel must answer throughout: {panel}");
     assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
@@ -292,6 +295,7 @@ async fn two_nodes_down(stack: &Stack, probe: &Probe<'_>) {
         during.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total");
 
     say(format!("cluster 3: docker start {killed:?}"));
+    let since = docker_now();
     let restored = Instant::now();
     let restored_at = now_utc();
     let mut args = vec!["start"];
@@ -303,7 +307,7 @@ async fn two_nodes_down(stack: &Stack, probe: &Probe<'_>) {
     let quorum = restored.elapsed();
     let transfers: Vec<String> = killed
         .iter()
-        .map(|node| format!("{node} by {}", state_transfer(stack, node)))
+        .map(|node| format!("{node} by {}", state_transfer(stack, node, &since)))
         .collect();
     let (cutoff, tables) = identical_tables(stack, probe).await;
     let after = probe.sensor_metrics().await.unwrap();
@@ -345,6 +349,7 @@ async fn down_and_up(stack: &Stack, probe: &Probe<'_>) {
 
     let up = Instant::now();
     let restarted_at = now_utc();
+    let since_up = docker_now();
     let output = stack.compose(&["up", "-d", "--no-build"]);
     assert!(output.status.success(), "up -d: {}", String::from_utf8_lossy(&output.stderr));
     stack.wait_healthy(Duration::from_secs(240));
@@ -356,10 +361,7 @@ async fn down_and_up(stack: &Stack, probe: &Probe<'_>) {
     let bootstrapped: Vec<&str> = CLUSTER_NODES
         .iter()
         .copied()
-        .filter(|node| {
-            let logs = docker(&["logs", &stack.container(node)]);
-            String::from_utf8_lossy(&logs.stdout).contains("bootstraps the cluster")
-        })
+        .filter(|node| logs_since(stack, node, &since_up).contains("bootstraps the cluster"))
         .collect();
     let nodes = all_synced(stack, REJOIN_LIMIT).await;
     let (cutoff, tables) = identical_tables(stack, probe).await;
@@ -480,7 +482,13 @@ fn write_refused(stack: &Stack, node: &str) -> String {
     if output.status.success() {
         "ACCEPTED".into()
     } else {
-        String::from_utf8_lossy(&output.stderr).trim().to_owned()
+        // The client echoes the statement before the error line.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        stderr
+            .lines()
+            .find(|line| line.starts_with("ERROR"))
+            .unwrap_or(stderr.trim())
+            .to_owned()
     }
 }
 
@@ -518,23 +526,34 @@ async fn identical_tables(stack: &Stack, probe: &Probe<'_>) -> (NaiveDateTime, S
     (cutoff, summary)
 }
 
-/// How the node caught up the last time it joined, from its log.
-fn state_transfer(stack: &Stack, node: &str) -> &'static str {
-    let logs = docker(&["logs", "--tail", "400", &stack.container(node)]);
-    let text = format!(
+/// Both streams of a container's log since `since` (`docker_now`).
+fn logs_since(stack: &Stack, node: &str, since: &str) -> String {
+    let logs = docker(&["logs", "--since", since, &stack.container(node)]);
+    format!(
         "{}{}",
         String::from_utf8_lossy(&logs.stdout),
         String::from_utf8_lossy(&logs.stderr)
-    );
-    // The newest mention wins: a node may have had SST once, IST later.
-    let ist = text.rfind("IST received");
-    let sst = text.rfind("SST received").or_else(|| text.rfind("SST succeeded"));
-    match (ist, sst) {
-        (Some(i), Some(s)) if s > i => "SST",
-        (Some(_), _) => "IST",
-        (None, Some(_)) => "SST",
-        (None, None) => "no state transfer found in its log",
+    )
+}
+
+/// How the node caught up after `since`, from its log. With the rsync
+/// method an IST also runs the SST script (in a mode that copies nothing),
+/// so what tells them apart is the position the joiner asked for: a full
+/// SST asks from nothing (`IST uuid:00000000-…`).
+fn state_transfer(stack: &Stack, node: &str, since: &str) -> &'static str {
+    let text = logs_since(stack, node, since);
+    if text.contains("IST uuid:00000000-0000-0000-0000-000000000000") {
+        "SST"
+    } else if text.contains("Receiving IST:") {
+        "IST"
+    } else {
+        "no transfer (already current)"
     }
+}
+
+/// Docker's notion of now, for `docker logs --since`.
+fn docker_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Readings the sensor has stored: live inserts and replays from its spool.
@@ -555,9 +574,36 @@ async fn sleep_until(at: NaiveDateTime) {
     }
 }
 
-/// Docker's notion of now, for `docker logs --since`.
-fn docker_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+/// Sessions the proxy sent to `address` that began after `after`, from its
+/// access log (nginx.conf's `proxy` format): a line is written when a session
+/// ends, with its end (`[$time_local]`, whole seconds) and its length
+/// (`time=`); connections that were open at `after` end later but began
+/// before, and do not count.
+fn sessions_started_after(log: &str, after: chrono::DateTime<chrono::Utc>, address: &str) -> usize {
+    let upstream = format!("upstream=\"{address}:3306\"");
+    log.lines()
+        .filter(|line| line.contains(&upstream))
+        .filter(|line| {
+            let ended = line
+                .split_once('[')
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .and_then(|(time, _)| chrono::DateTime::parse_from_str(time, "%d/%b/%Y:%H:%M:%S %z").ok());
+            let length = line
+                .split_once(" time=")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .and_then(|seconds| seconds.parse::<f64>().ok());
+            match (ended, length) {
+                // The end is truncated to the second, so this is the
+                // earliest the session can have begun.
+                (Some(ended), Some(length)) => {
+                    ended.with_timezone(&chrono::Utc)
+                        - TimeDelta::milliseconds((length * 1000.0) as i64)
+                        > after
+                }
+                _ => true,
+            }
+        })
+        .count()
 }
 
 /// The panel's answers while a node is hurt.
