@@ -63,7 +63,7 @@ IFS=',' read -ra NODES <<<"${GALERA_NODES// /}"
 
 writer=
 reload_pending=0
-declare -A address status seen
+declare -A address status seen misses
 log "watching ${NODES[*]} every ${INTERVAL} s"
 while :; do
 	healthy=()
@@ -81,7 +81,18 @@ while :; do
 			log "$node: $summary"
 			seen[$node]=$summary
 		fi
-		[[ ${status[$node]} != "running Synced Primary ON "* ]] || healthy+=("$node")
+		if [[ ${status[$node]} == "running Synced Primary ON "* ]]; then
+			healthy+=("$node")
+			misses[$node]=0
+		elif [ "$node" = "$writer" ] && [ -n "${address[$node]}" ] && [ -z "${status[$node]}" ] &&
+			[ "${misses[$node]:-0}" -lt 1 ]; then
+			# The writer did not answer in time, but still has an address: on
+			# a loaded host its status query can be slow. One miss is
+			# forgiven; a second, or a node without an address (gone, or cut
+			# off its network), or any other state, moves the writer.
+			healthy+=("$node")
+			misses[$node]=$((${misses[$node]:-0} + 1))
+		fi
 	done
 
 	next=
