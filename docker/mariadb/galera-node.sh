@@ -132,18 +132,24 @@ done
 cluster_args+=(--wsrep-sst-donor="$donors")
 server=("$@")
 
-join() { # PEER STATUS
-	set_phase joining
-	local start=()
+# After a crash grastate.dat says seqno -1: without the recovered position a
+# joiner could not ask for IST (it would get the whole datadir by SST), and a
+# bootstrapping node would start a new history (new cluster UUID, seqno 0),
+# so that every other node would need SST too.
+start_position() {
 	local has_data uuid seqno
 	read -r has_data uuid seqno _ <<<"$position"
-	# After a crash grastate.dat says seqno -1: without the recovered position
-	# Galera could not ask for IST and would copy the whole datadir (SST).
 	if [ "$has_data" = 1 ] && [ "$uuid" != - ] && [ "$seqno" != -1 ]; then
-		start=(--wsrep-start-position="$uuid:$seqno")
+		echo "--wsrep-start-position=$uuid:$seqno"
 	fi
-	log "peer $1 is running ($2): joining from ${uuid:--}:${seqno:--1} (IST when a peer's gcache still holds what this node lacks, else SST)"
-	exec "${server[@]}" "${cluster_args[@]}" "${start[@]}"
+}
+
+join() { # PEER STATUS
+	set_phase joining
+	local start
+	start=$(start_position)
+	log "peer $1 is running ($2): joining from ${start:-no position} (IST when a peer's gcache still holds what this node lacks, else SST)"
+	exec "${server[@]}" "${cluster_args[@]}" ${start:+"$start"}
 }
 
 set_phase starting
@@ -186,7 +192,8 @@ while :; do
 			fi
 			# What Galera asks an operator to edit by hand after a full stop.
 			sed -i 's/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/' "$DATADIR/grastate.dat" 2>/dev/null || true
-			exec "${server[@]}" "${cluster_args[@]}" --wsrep-new-cluster
+			start=$(start_position)
+			exec "${server[@]}" "${cluster_args[@]}" --wsrep-new-cluster ${start:+"$start"}
 		fi
 		[ $((waited % 10)) != 0 ] || log "every node published its position: $chosen bootstraps; waiting for it to run"
 	elif [ $((waited % 10)) = 0 ]; then

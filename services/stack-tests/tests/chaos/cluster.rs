@@ -13,6 +13,8 @@
 //!    the primary component forms again, the spool is replayed.
 //! 4. `docker-compose down` then `up -d` of everything: the cluster recovers
 //!    from the most advanced node by itself, every row kept.
+//! 5. `kill -9` of all three nodes at once: the same, from the positions
+//!    each node recovers from its own InnoDB, without a full copy (SST).
 //!
 //! After each, all three nodes hold identical rows (count and checksum per
 //! node, read on each node itself) and the tick accounting is exact: one
@@ -60,7 +62,8 @@ async fn the_cluster_loses_no_reading() {
     let whole = Accounting::of(&probe.tick_rows().await.unwrap(), None, None);
     say(format!("cluster 1+2+3, whole run: {whole}"));
     assert!(whole.exact(), "{whole}");
-    down_and_up(&stack, &probe).await;
+    let restarted_at = down_and_up(&stack, &probe).await;
+    all_crashed(&stack, &probe, restarted_at).await;
     say(format!(
         "cluster figures: the whole test took {}",
         secs(suite.elapsed())
@@ -335,8 +338,9 @@ async fn two_nodes_down(stack: &Stack, probe: &Probe<'_>) {
     assert!(accounting.exact(), "after two nodes down: {accounting}");
 }
 
-/// Scenario 4: `docker-compose down` (volumes kept), then `up -d`.
-async fn down_and_up(stack: &Stack, probe: &Probe<'_>) {
+/// Scenario 4: `docker-compose down` (volumes kept), then `up -d`; returns
+/// when the stack was started again.
+async fn down_and_up(stack: &Stack, probe: &Probe<'_>) -> NaiveDateTime {
     let before = probe.all_rows().await.unwrap();
     say(format!(
         "cluster 4: docker-compose down (volumes kept) with {} rows stored",
@@ -393,6 +397,78 @@ async fn down_and_up(stack: &Stack, probe: &Probe<'_>) {
     assert_eq!(kept, before.len(), "every row stored before `down` must be there after `up -d`");
     assert!(before_down.exact(), "{before_down}");
     assert!(since_up.exact(), "{since_up}");
+    restarted_at
+}
+
+/// Scenario 5: `kill -9` of the three nodes at once (the cloud's database
+/// crashing as a whole): every grastate.dat is left without a position, the
+/// restart policy starts the three again, each reads its position with
+/// `mariadbd --wsrep-recover`, the most advanced bootstraps keeping the
+/// cluster's history, the others catch up by IST. The sensor, running
+/// throughout, spools meanwhile.
+async fn all_crashed(stack: &Stack, probe: &Probe<'_>, since_up: NaiveDateTime) {
+    let before = probe.all_rows().await.unwrap();
+    let metrics_before = probe.sensor_metrics().await.unwrap();
+    let pids: Vec<String> = CLUSTER_NODES
+        .iter()
+        .map(|node| stack.state(node).pid.to_string())
+        .collect();
+    say(format!(
+        "cluster 5: kill -9 of the three nodes at once, {} rows stored",
+        before.len()
+    ));
+    let since = docker_now();
+    let crashed = Instant::now();
+    let crashed_at = now_utc();
+    let killed = std::process::Command::new("kill")
+        .arg("-9")
+        .args(&pids)
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "kill -9 {pids:?}: {killed:?}");
+    let nodes = all_synced(stack, REJOIN_LIMIT).await;
+    let synced = crashed.elapsed();
+    let recovery = probe.recovery(crashed, crashed_at, RECOVERY_LIMIT).await;
+    let bootstrapped: Vec<&str> = CLUSTER_NODES
+        .iter()
+        .copied()
+        .filter(|node| logs_since(stack, node, &since).contains("bootstraps the cluster"))
+        .collect();
+    let transfers: Vec<String> = CLUSTER_NODES
+        .iter()
+        .filter(|node| !bootstrapped.contains(node))
+        .map(|node| format!("{node} by {}", state_transfer(stack, node, &since)))
+        .collect();
+    let (cutoff, tables) = identical_tables(stack, probe).await;
+    let after = probe.all_rows().await.unwrap();
+    let kept = before
+        .iter()
+        .filter(|row| {
+            after
+                .binary_search_by_key(&row.0, |r| r.0)
+                .is_ok_and(|i| after[i] == **row)
+        })
+        .count();
+    let metrics = probe.sensor_metrics().await.unwrap();
+    let accounting = Accounting::of(&probe.tick_rows().await.unwrap(), Some(since_up), None);
+    say(format!(
+        "cluster 5 figures: all three killed; Synced again after {} (bootstrapped by {bootstrapped:?}, {transfers:?}); \
+         {recovery}; readings spooled {} replayed {} dropped {}; rows before {}, identical after {kept}; nodes {nodes:?}; \
+         per node up to {cutoff}: {tables}; since the up -d of scenario 4: {accounting}",
+        secs(synced),
+        metrics.get("sensor_readings_spooled_total") - metrics_before.get("sensor_readings_spooled_total"),
+        metrics.get("sensor_readings_replayed_total") - metrics_before.get("sensor_readings_replayed_total"),
+        metrics.get("sensor_readings_dropped_total"),
+        before.len(),
+    ));
+    assert_eq!(bootstrapped.len(), 1, "exactly one node bootstraps: {bootstrapped:?}");
+    assert!(
+        transfers.iter().all(|t| !t.ends_with("by SST")),
+        "after a crash of all, the others catch up without a full copy: {transfers:?}"
+    );
+    assert_eq!(kept, before.len(), "every row stored before the crash must be there");
+    assert_eq!(metrics.get("sensor_readings_dropped_total"), 0.0);
+    assert!(accounting.exact(), "after the crash of every node: {accounting}");
 }
 
 /// A node's status line, as its status port gives it
