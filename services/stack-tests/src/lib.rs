@@ -130,8 +130,11 @@ impl Stack {
             "telemetria/nginx:latest",
         ]
         .into_iter()
-        .chain(files.contains("compose/cluster.yml").then_some("telemetria/mariadb-galera:10.11"))
-        {
+        .chain(
+            files
+                .contains("compose/cluster.yml")
+                .then_some("telemetria/mariadb-galera:10.11"),
+        ) {
             let found = Command::new("docker")
                 .args(["image", "inspect", image])
                 .output()

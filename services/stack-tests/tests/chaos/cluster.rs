@@ -82,7 +82,9 @@ async fn writer_killed(stack: &Stack, probe: &Probe<'_>) {
     let stored_before = stored(&before);
     let restarts = stack.state(&killed_node).restarts;
 
-    say(format!("cluster 1: kill -9 of the writer {killed_node}, 2 s before the tick of {tick}"));
+    say(format!(
+        "cluster 1: kill -9 of the writer {killed_node}, 2 s before the tick of {tick}"
+    ));
     let since = docker_now();
     let killed = Instant::now();
     stack.kill9(&killed_node);
@@ -150,7 +152,10 @@ async fn writer_killed(stack: &Stack, probe: &Probe<'_>) {
         after.get("sensor_readings_replayed_total") - before.get("sensor_readings_replayed_total"),
         after.get("sensor_readings_dropped_total"),
     ));
-    assert!(panel.always_answered(), "the panel must answer throughout: {panel}");
+    assert!(
+        panel.always_answered(),
+        "the panel must answer throughout: {panel}"
+    );
     assert!(
         gap < FAILOVER_GOAL,
         "the next reading was stored {} after the kill of the writer (goal {})",
@@ -173,15 +178,10 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     let since_text = since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     let cut = disconnect(stack, &cut_node, "backend-net");
     let down = Instant::now();
-    let new_writer = eventually(
-        "another writer",
-        Duration::from_secs(30),
-        POLL,
-        || async {
-            let now = writer(stack);
-            (!now.is_empty() && now != cut_node).then_some(now)
-        },
-    )
+    let new_writer = eventually("another writer", Duration::from_secs(30), POLL, || async {
+        let now = writer(stack);
+        (!now.is_empty() && now != cut_node).then_some(now)
+    })
     .await;
     let switched = chrono::Utc::now();
     // It notices it is alone: non-primary, and refuses writes.
@@ -204,21 +204,32 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
     }
     let upstream = stack.exec("nginx-proxy", &["cat", "/run/telemetria/upstream.conf"]);
     let upstream = String::from_utf8_lossy(&upstream.stdout).into_owned();
-    let logs = docker(&["logs", "--since", &since_text, &stack.container("nginx-proxy")]);
+    let logs = docker(&[
+        "logs",
+        "--since",
+        &since_text,
+        &stack.container("nginx-proxy"),
+    ]);
     let log = String::from_utf8_lossy(&logs.stdout);
     // Until the watcher moved the writer, new connections still went to the
     // cut-off node's address (and failed: its network was gone); after, none.
     let during_failover = sessions_started_after(&log, since, &address.to_string());
     let served_by_cut = sessions_started_after(&log, switched, &address.to_string());
 
-    say(format!("cluster 2: docker network connect backend-net {cut_node}"));
+    say(format!(
+        "cluster 2: docker network connect backend-net {cut_node}"
+    ));
     let healed = Instant::now();
     reconnect(cut);
     let back = eventually(
         "the partitioned node Synced again",
         REJOIN_LIMIT,
         POLL,
-        || async { node_status(stack, &cut_node).may_take_traffic().then(|| healed.elapsed()) },
+        || async {
+            node_status(stack, &cut_node)
+                .may_take_traffic()
+                .then(|| healed.elapsed())
+        },
     )
     .await;
     let transfer = state_transfer(stack, &cut_node, &since_text);
@@ -247,12 +258,18 @@ async fn partitioned(stack: &Stack, probe: &Probe<'_>) {
         !upstream.contains(&address.to_string()),
         "the proxy still routes to the cut-off node: {upstream}"
     );
-    assert!(refused.contains("1047") || refused.contains("WSREP"), "a write on the cut-off node: {refused}");
+    assert!(
+        refused.contains("1047") || refused.contains("WSREP"),
+        "a write on the cut-off node: {refused}"
+    );
     assert_eq!(
         served_by_cut, 0,
         "the proxy sent connections to the cut-off node after the cut"
     );
-    assert!(panel.always_answered(), "the panel must answer throughout: {panel}");
+    assert!(
+        panel.always_answered(),
+        "the panel must answer throughout: {panel}"
+    );
     assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
     assert!(accounting.exact(), "after the partition: {accounting}");
 }
@@ -288,11 +305,16 @@ async fn two_nodes_down(stack: &Stack, probe: &Probe<'_>) {
     )
     .await;
     let refused = write_refused(stack, survivor);
-    let no_writer = eventually("the proxy without a writer", Duration::from_secs(30), POLL, || async {
-        writer(stack).is_empty().then(|| down.elapsed())
-    })
+    let no_writer = eventually(
+        "the proxy without a writer",
+        Duration::from_secs(30),
+        POLL,
+        || async { writer(stack).is_empty().then(|| down.elapsed()) },
+    )
     .await;
-    let outage = probe.hold_outage(down, TWO_DOWN, Duration::from_secs(5)).await;
+    let outage = probe
+        .hold_outage(down, TWO_DOWN, Duration::from_secs(5))
+        .await;
     let during = probe.sensor_metrics().await.unwrap();
     let spooled =
         during.get("sensor_readings_spooled_total") - before.get("sensor_readings_spooled_total");
@@ -330,9 +352,19 @@ async fn two_nodes_down(stack: &Stack, probe: &Probe<'_>) {
         secs(quorum),
         after.get("sensor_readings_dropped_total"),
     ));
-    assert!(refused.contains("1047") || refused.contains("WSREP"), "a write on the survivor: {refused}");
-    assert!(outage.held(), "the panel during the outage: {outage}\n{:#?}", outage.problems);
-    assert!(spooled >= 14.0, "the sensor should have spooled 2+ ticks, spooled {spooled}");
+    assert!(
+        refused.contains("1047") || refused.contains("WSREP"),
+        "a write on the survivor: {refused}"
+    );
+    assert!(
+        outage.held(),
+        "the panel during the outage: {outage}\n{:#?}",
+        outage.problems
+    );
+    assert!(
+        spooled >= 14.0,
+        "the sensor should have spooled 2+ ticks, spooled {spooled}"
+    );
     assert_eq!(replayed, spooled_all, "every spooled reading is replayed");
     assert_eq!(after.get("sensor_readings_dropped_total"), 0.0);
     assert!(accounting.exact(), "after two nodes down: {accounting}");
@@ -348,14 +380,22 @@ async fn down_and_up(stack: &Stack, probe: &Probe<'_>) -> NaiveDateTime {
     ));
     let down = Instant::now();
     let output = stack.compose(&["down", "--timeout", "30"]);
-    assert!(output.status.success(), "down: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "down: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let down_took = down.elapsed();
 
     let up = Instant::now();
     let restarted_at = now_utc();
     let since_up = docker_now();
     let output = stack.compose(&["up", "-d", "--no-build"]);
-    assert!(output.status.success(), "up -d: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "up -d: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stack.wait_healthy(Duration::from_secs(240));
     let healthy = up.elapsed();
     probe
@@ -393,8 +433,16 @@ async fn down_and_up(stack: &Stack, probe: &Probe<'_>) -> NaiveDateTime {
         before.len(),
         after.len(),
     ));
-    assert_eq!(bootstrapped.len(), 1, "exactly one node bootstraps: {bootstrapped:?}");
-    assert_eq!(kept, before.len(), "every row stored before `down` must be there after `up -d`");
+    assert_eq!(
+        bootstrapped.len(),
+        1,
+        "exactly one node bootstraps: {bootstrapped:?}"
+    );
+    assert_eq!(
+        kept,
+        before.len(),
+        "every row stored before `down` must be there after `up -d`"
+    );
     assert!(before_down.exact(), "{before_down}");
     assert!(since_up.exact(), "{since_up}");
     restarted_at
@@ -461,14 +509,25 @@ async fn all_crashed(stack: &Stack, probe: &Probe<'_>, since_up: NaiveDateTime) 
         metrics.get("sensor_readings_dropped_total"),
         before.len(),
     ));
-    assert_eq!(bootstrapped.len(), 1, "exactly one node bootstraps: {bootstrapped:?}");
+    assert_eq!(
+        bootstrapped.len(),
+        1,
+        "exactly one node bootstraps: {bootstrapped:?}"
+    );
     assert!(
         transfers.iter().all(|t| !t.ends_with("by SST")),
         "after a crash of all, the others catch up without a full copy: {transfers:?}"
     );
-    assert_eq!(kept, before.len(), "every row stored before the crash must be there");
+    assert_eq!(
+        kept,
+        before.len(),
+        "every row stored before the crash must be there"
+    );
     assert_eq!(metrics.get("sensor_readings_dropped_total"), 0.0);
-    assert!(accounting.exact(), "after the crash of every node: {accounting}");
+    assert!(
+        accounting.exact(),
+        "after the crash of every node: {accounting}"
+    );
 }
 
 /// A node's status line, as its status port gives it
@@ -511,7 +570,10 @@ fn node_status(stack: &Stack, node: &str) -> NodeStatus {
 /// three; returns each node's status.
 async fn all_synced(stack: &Stack, limit: Duration) -> Vec<String> {
     eventually("every node Synced, cluster of 3", limit, POLL, || async {
-        let statuses: Vec<NodeStatus> = CLUSTER_NODES.iter().map(|n| node_status(stack, n)).collect();
+        let statuses: Vec<NodeStatus> = CLUSTER_NODES
+            .iter()
+            .map(|n| node_status(stack, n))
+            .collect();
         statuses
             .iter()
             .all(|s| s.may_take_traffic() && s.field(5) == Some("3"))
@@ -586,7 +648,9 @@ async fn identical_tables(stack: &Stack, probe: &Probe<'_>) -> (NaiveDateTime, S
         .map(|node| {
             let output = root_sql(stack, node, &sql);
             assert!(output.status.success(), "{node}: {output:?}");
-            let text = String::from_utf8_lossy(&output.stdout).trim().replace('\t', " rows, checksum ");
+            let text = String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .replace('\t', " rows, checksum ");
             (node.to_string(), text)
         })
         .collect();
@@ -629,7 +693,9 @@ fn state_transfer(stack: &Stack, node: &str, since: &str) -> &'static str {
 
 /// Docker's notion of now, for `docker logs --since`.
 fn docker_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 /// Readings the sensor has stored: live inserts and replays from its spool.
@@ -663,7 +729,9 @@ fn sessions_started_after(log: &str, after: chrono::DateTime<chrono::Utc>, addre
             let ended = line
                 .split_once('[')
                 .and_then(|(_, rest)| rest.split_once(']'))
-                .and_then(|(time, _)| chrono::DateTime::parse_from_str(time, "%d/%b/%Y:%H:%M:%S %z").ok());
+                .and_then(|(time, _)| {
+                    chrono::DateTime::parse_from_str(time, "%d/%b/%Y:%H:%M:%S %z").ok()
+                });
             let length = line
                 .split_once(" time=")
                 .and_then(|(_, rest)| rest.split_whitespace().next())
