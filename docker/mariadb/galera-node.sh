@@ -121,7 +121,7 @@ start_status_port() {
 }
 
 cluster_args=(--wsrep-cluster-address="gcomm://${GALERA_NODES// /}" --wsrep-node-name="$GALERA_NODE")
-# A donor (even of IST) is Donor/Desynced for a moment, and the proxy then
+# A donor is Donor/Desynced while it serves a transfer, and the proxy then
 # moves its connections elsewhere. It prefers the first nodes of
 # GALERA_NODES as writer, so donors are asked for from the last ones
 # (the trailing comma: any other node if those cannot).
