@@ -11,6 +11,11 @@
 #
 # A remote site arrives from its public address (Docker's port forwarding
 # keeps the source address), so that is what PROXY_ALLOW lists.
+#
+# It also writes where connections go (/run/telemetria/upstream.conf, read by
+# nginx.conf): `db-master:3306`, or in cluster mode (GALERA_NODES set, see
+# compose/cluster.yml) the Galera node that cluster-watch.sh picks, which
+# it then keeps up to date beside nginx.
 set -euo pipefail
 
 ALLOW_FILE=/run/telemetria/allow.conf
@@ -62,5 +67,15 @@ mkdir -p "$(dirname "$ALLOW_FILE")"
 } >"$ALLOW_FILE.new"
 mv "$ALLOW_FILE.new" "$ALLOW_FILE"
 printf 'nginx-proxy: admitting %s\n' "$(grep -o '^allow [^;]*' "$ALLOW_FILE" | cut -d' ' -f2 | paste -sd' ')" >&2
+
+UPSTREAM_FILE=/run/telemetria/upstream.conf
+if [ -n "${GALERA_NODES:-}" ]; then
+	# No writer until the watcher has seen one: refuse rather than guess.
+	bash "$(dirname "${BASH_SOURCE[0]}")/cluster-watch.sh" render >"$UPSTREAM_FILE"
+	: >/run/telemetria/writer
+	bash "$(dirname "${BASH_SOURCE[0]}")/cluster-watch.sh" &
+else
+	echo 'map $server_port $db_upstream { default db-master:3306; }' >"$UPSTREAM_FILE"
+fi
 
 exec "$@"

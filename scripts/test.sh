@@ -42,8 +42,9 @@ export "$(scripts/test-mariadb.sh start "$work/mariadb")"
 
 log "images"
 # WITH_TEST_BASES: the two-site tests' WAN router base too, built alongside
-# the stack's bases (test-only, see docker/wan-router.Dockerfile).
-WITH_TEST_BASES=1 scripts/build-images.sh
+# the stack's bases (test-only, see docker/wan-router.Dockerfile); --cluster:
+# the Galera node image, for the cluster scenarios (tests/chaos/cluster.rs).
+WITH_TEST_BASES=1 scripts/build-images.sh --cluster
 release=${CARGO_TARGET_DIR:-target}/release
 mkdir -p dist && cp "$release/open-meteo-stub" dist/
 docker build -q -f docker/service.Dockerfile --target dist \

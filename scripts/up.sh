@@ -4,6 +4,8 @@
 #
 #   scripts/up.sh              # build what is missing, start, wait, print URLs
 #   scripts/up.sh --rebuild    # rebuild binaries and images first
+#   scripts/up.sh --cluster    # the database as a 3-node Galera cluster
+#                              # (compose/cluster.yml; may be combined)
 #
 # Environment (all optional): SENSOR_SOURCE (open-meteo | simulated; default:
 # open-meteo if api.open-meteo.com answers, else simulated, said loudly),
@@ -18,17 +20,25 @@ LOG_TAG=up
 started=$(date +%s)
 
 rebuild=0
-case "${1:-}" in
---rebuild) rebuild=1 ;;
-"") ;;
--h | --help) sed -n '2,13p' "$0"; exit 0 ;;
-*) die "unknown option $1 (see --help)" ;;
-esac
+cluster=0
+for option in "$@"; do
+    case "$option" in
+    --rebuild) rebuild=1 ;;
+    --cluster) cluster=1 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) die "unknown option $option (see --help)" ;;
+    esac
+done
 
 ensure_docker
 
 images=(telemetria/sensor-simulator:latest telemetria/backup-worker:latest telemetria/frontend:latest
     telemetria/mariadb:10.11 telemetria/nginx:latest)
+build_options=()
+if [ "$cluster" = 1 ]; then
+    images+=(telemetria/mariadb-galera:10.11)
+    build_options+=(--cluster)
+fi
 missing=0
 for image in "${images[@]}"; do
     docker image inspect "$image" >/dev/null 2>&1 || missing=1
@@ -36,7 +46,7 @@ done
 if [ "$rebuild" = 1 ] || [ "$missing" = 1 ] || [ ! -f compose/.env.offline ]; then
     ensure_command debootstrap debootstrap
     build_binaries
-    scripts/build-images.sh
+    scripts/build-images.sh "${build_options[@]}"
 fi
 
 # Passwords, the certificate authority and the server certificate are made
@@ -61,6 +71,7 @@ export FRONTEND_CPUS=${FRONTEND_CPUS:-$((cores < 2 ? cores : 2))}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-telemetria}
 compose=(docker-compose --env-file compose/.env.offline -p "$COMPOSE_PROJECT_NAME"
     -f compose/cloud.yml -f compose/local.yml -f compose/one-host.yml)
+[ "$cluster" = 0 ] || compose+=(-f compose/cluster.yml)
 
 log "starting project $COMPOSE_PROJECT_NAME (sensor source: $SENSOR_SOURCE)"
 "${compose[@]}" up -d --no-build

@@ -17,6 +17,7 @@
 #      DEBIAN_SUITE (bookworm), FORCE_BASES=1, BASE_CACHE_DIR (package cache),
 #      MARIADB_BASE_IMAGE, NGINX_BASE_IMAGE, RUNTIME_BASE_IMAGE (image names).
 #      WITH_TEST_BASES=1: also the test-only router base (ROUTER_BASE_IMAGE).
+#      WITH_CLUSTER_BASES=1: also the Galera node base (GALERA_BASE_IMAGE).
 set -euo pipefail
 
 SUITE=${DEBIAN_SUITE:-bookworm}
@@ -196,6 +197,44 @@ build_router_base() {
 		--change "LABEL org.opencontainers.image.description=\"test-only WAN router base (iptables-nft, iproute2) from Debian $SUITE\""
 }
 
+# Cluster base, built when WITH_CLUSTER_BASES=1 (compose/cluster.yml; the
+# single-node stack never needs it): the MariaDB 10.11 of the mariadb base
+# plus what a Galera node needs, from the same mirror: galera-4 (the wsrep
+# provider), the wsrep_sst_* scripts (in mariadb-server, not -server-core;
+# they pull the client and perl), rsync for rsync SST, and the tools those
+# scripts call (socat, lsof, iproute2's ss, procps). In two steps so that
+# the packages' maintainer scripts never start a server inside the chroot
+# (policy-rc.d), and so that the mysql user exists with the official
+# images' UID 999 before mariadb-server would create its own (the
+# credentials volume's files are owned by 999).
+GALERA_BASE_IMAGE=${GALERA_BASE_IMAGE:-telemetria/mariadb-galera-base:10.11}
+build_galera_base() {
+	local dir=$WORK/galera
+	bootstrap "$dir" tzdata,ca-certificates,openssl
+	chroot "$dir" groupadd -r -g 999 mysql
+	chroot "$dir" useradd -r -u 999 -g mysql -d /var/lib/mysql -s /usr/sbin/nologin mysql
+	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+	chmod 0755 "$dir/usr/sbin/policy-rc.d"
+	# No /proc mounted: nothing here needs it, and the EXIT trap's rm -rf
+	# must never meet a mounted /proc.
+	chroot "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		mariadb-server galera-4 rsync socat lsof iproute2 procps >"$dir.apt.log" 2>&1 ||
+		{ tail -n 30 "$dir.apt.log" >&2; die "installing the Galera packages failed (log: $dir.apt.log)"; }
+	rm -f "$dir/usr/sbin/policy-rc.d"
+	# Debian's server config binds to 127.0.0.1 and its galera.cnf is a
+	# template: ours come from docker/mariadb/ (galera.Dockerfile). The
+	# package's postinst initialised a datadir: images start empty.
+	rm -f "$dir"/etc/mysql/mariadb.conf.d/50-server.cnf "$dir"/etc/mysql/mariadb.conf.d/60-galera.cnf
+	rm -rf "$dir"/var/lib/mysql/* "$dir"/docker-entrypoint-initdb.d
+	mkdir -p "$dir"/var/lib/mysql "$dir"/run/mysqld "$dir"/docker-entrypoint-initdb.d
+	chown 999:999 "$dir"/var/lib/mysql "$dir"/run/mysqld
+	trim_rootfs "$dir"
+	import_rootfs "$dir" "$GALERA_BASE_IMAGE" \
+		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		--change 'ENV LANG=C.UTF-8' \
+		--change "LABEL org.opencontainers.image.description=\"MariaDB 10.11 + Galera 4 base from Debian $SUITE\""
+}
+
 WORK=$(mktemp -d /tmp/telemetria-bases.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 start=$SECONDS
@@ -207,6 +246,9 @@ if need_build "$NGINX_BASE_IMAGE"; then ensure_debootstrap; build_nginx_base & p
 if need_build "$RUNTIME_BASE_IMAGE"; then build_runtime_base & pids+=($!); else log "$RUNTIME_BASE_IMAGE exists, skipping"; fi
 if [ "${WITH_TEST_BASES:-0}" = 1 ]; then
 	if need_build "$ROUTER_BASE_IMAGE"; then ensure_debootstrap; build_router_base & pids+=($!); else log "$ROUTER_BASE_IMAGE exists, skipping"; fi
+fi
+if [ "${WITH_CLUSTER_BASES:-0}" = 1 ]; then
+	if need_build "$GALERA_BASE_IMAGE"; then ensure_debootstrap; build_galera_base & pids+=($!); else log "$GALERA_BASE_IMAGE exists, skipping"; fi
 fi
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done

@@ -67,6 +67,14 @@ impl Drop for StackSlot {
 const STACK_FILES: &str =
     "compose/cloud.yml:compose/local.yml:compose/one-host.yml:services/stack-tests/compose.e2e.yml";
 
+/// The same stack with the database as a three-node Galera cluster
+/// (compose/cluster.yml over the one-host files).
+const CLUSTER_FILES: &str = "compose/cloud.yml:compose/local.yml:compose/one-host.yml:compose/cluster.yml:services/stack-tests/compose.e2e.yml";
+
+/// The cluster's database nodes (compose services), in the order of
+/// GALERA_NODES in compose/cluster.yml.
+pub const CLUSTER_NODES: [&str; 3] = ["db-master", "db-node-2", "db-node-3"];
+
 /// A running compose project; `down -v` when dropped, also when a test fails.
 pub struct Stack {
     pub project: String,
@@ -84,6 +92,15 @@ impl Stack {
     /// Starts the stack and waits until every container is healthy.
     pub fn up(extra_env: &[(&str, &str)]) -> Self {
         Self::up_with(extra_env, |_| {})
+    }
+
+    /// [`Stack::up`] with the database as a Galera cluster.
+    pub fn up_cluster(extra_env: &[(&str, &str)]) -> Self {
+        let slot = StackSlot::take();
+        let mut stack = Self::create(CLUSTER_FILES, extra_env, |_| {});
+        stack._slot = Some(slot);
+        stack.start();
+        stack
     }
 
     /// [`Stack::up`], with a chance to set up the backups directory first
@@ -111,7 +128,13 @@ impl Stack {
             "telemetria/open-meteo-stub:latest",
             "telemetria/mariadb:10.11",
             "telemetria/nginx:latest",
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            files
+                .contains("compose/cluster.yml")
+                .then_some("telemetria/mariadb-galera:10.11"),
+        ) {
             let found = Command::new("docker")
                 .args(["image", "inspect", image])
                 .output()
@@ -121,7 +144,11 @@ impl Stack {
                 "image {image} is missing: run scripts/test.sh (or scripts/build-images.sh) first"
             );
         }
-        let project = format!("telemetria-e2e-{}-{}", std::process::id(), free_port());
+        // STACK_PROJECT_PREFIX: tells apart the projects of several people
+        // testing on one machine.
+        let prefix =
+            std::env::var("STACK_PROJECT_PREFIX").unwrap_or_else(|_| "telemetria-e2e".into());
+        let project = format!("{prefix}-{}-{}", std::process::id(), free_port());
         let backups = tempfile::tempdir().unwrap();
         prepare_backups(backups.path());
         let mut env: BTreeMap<String, String> = BTreeMap::new();

@@ -87,8 +87,14 @@ impl DatabaseError {
             Self::Driver(mysql_async::Error::Server(error)) => {
                 // 1040 too many connections, 1053 shutdown in progress,
                 // 1205 lock wait timeout, 1927 connection killed (MariaDB),
-                // 2006/2013 server gone away / lost connection.
-                matches!(error.code, 1040 | 1053 | 1205 | 1927 | 2006 | 2013)
+                // 2006/2013 server gone away / lost connection; in a Galera
+                // cluster, 1047 a node outside the primary component ("WSREP
+                // has not yet prepared node for application use") and 1213 a
+                // transaction that lost certification to another node's.
+                matches!(
+                    error.code,
+                    1040 | 1047 | 1053 | 1205 | 1213 | 1927 | 2006 | 2013
+                )
             }
             _ => false,
         }
@@ -184,5 +190,28 @@ where
     match tokio::time::timeout(limit, future).await {
         Ok(result) => result.map_err(DatabaseError::from),
         Err(_) => Err(DatabaseError::Timeout(limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: u16) -> DatabaseError {
+        DatabaseError::Driver(mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: String::new(),
+            state: String::new(),
+        }))
+    }
+
+    #[test]
+    fn a_galera_node_outside_the_primary_component_is_an_outage_not_a_refusal() {
+        // The sensor keeps such readings in its spool and retries; the panel
+        // shows its outage banner rather than an error.
+        assert!(server_error(1047).is_unavailable());
+        assert!(server_error(1213).is_unavailable());
+        assert!(!server_error(1142).is_unavailable());
+        assert!(!server_error(1146).is_unavailable());
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Figures for docs/resilience.md are printed as `scenario N figures: ...`.
 
+mod cluster;
 mod common;
 mod hostile;
 mod kill9;
