@@ -310,7 +310,7 @@ fn make_room(
     metrics: &Metrics,
 ) -> Result<(), SnapshotError> {
     let directory = &settings.backup.directory;
-    let policy = settings.backup.retention();
+    let policy = retention::Policy::of(&settings.backup);
     let room = retention::Room {
         free_bytes: retention::free_bytes(directory).map_err(|error| SnapshotError::Write {
             path: directory.clone(),
@@ -355,7 +355,7 @@ fn apply_retention(settings: &Settings, metrics: &Metrics) {
         let plan = retention::plan(
             &stored,
             Utc::now().naive_utc(),
-            settings.backup.retention(),
+            retention::Policy::of(&settings.backup),
             Some(room),
         );
         let kept: u64 = stored

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 
 use crate::chain::{self, Link};
+use crate::settings::BackupSettings;
 use crate::snapshot::{manifest_path, Kind, MANIFEST_SUFFIX, PREFIX, TEMPORARY_PREFIX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,19 @@ pub struct Policy {
     pub keep_daily_days: u32,
     pub max_total_bytes: Option<u64>,
     pub min_free_bytes: u64,
+}
+
+impl Policy {
+    /// The policy the settings configure (sizes there are in MiB).
+    pub fn of(backup: &BackupSettings) -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self {
+            keep_last: backup.keep_last,
+            keep_daily_days: backup.keep_daily_days,
+            max_total_bytes: (backup.max_total_mib > 0).then(|| backup.max_total_mib * MIB),
+            min_free_bytes: backup.min_free_mib * MIB,
+        }
+    }
 }
 
 /// A snapshot as retention sees it.

@@ -94,16 +94,6 @@ impl BackupSettings {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs)
     }
-
-    pub fn retention(&self) -> crate::retention::Policy {
-        const MIB: u64 = 1024 * 1024;
-        crate::retention::Policy {
-            keep_last: self.keep_last,
-            keep_daily_days: self.keep_daily_days,
-            max_total_bytes: (self.max_total_mib > 0).then(|| self.max_total_mib * MIB),
-            min_free_bytes: self.min_free_mib * MIB,
-        }
-    }
 }
 
 impl Validate for Settings {

@@ -360,7 +360,7 @@ async fn checksum(pool: &Pool) -> Result<(u64, u64)> {
 /// Beside it: every snapshot full, as before incrementals, same retention.
 fn simulated_year(sizes: &[(Compression, f64)]) {
     let defaults = Settings::default().backup;
-    let policy = defaults.retention();
+    let policy = retention::Policy::of(&defaults);
     let full_every = TimeDelta::hours(defaults.full_every_hours.into());
     println!(
         "### History: storage over a simulated year (7 cities every 15 s, a snapshot every 10 min, bytes a row as written above; retention as configured by default: keep_last {}, keep_daily_days {}, full every {} h)\n",
